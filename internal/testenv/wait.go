@@ -1,0 +1,144 @@
+package testenv
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// Eventually polls cond every few milliseconds until it holds or the deadline
+// passes, then fails the test with msg.
+func Eventually(t testing.TB, within time.Duration, cond func() bool, msg string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		if cond() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: "+msg, append([]any{within}, args...)...)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("testenv: free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// need returns the path of a server binary or fails the test naming the
+// package that provides it.
+func need(t testing.TB, binary, pkg string) string {
+	t.Helper()
+	for _, dir := range []string{"", "/usr/sbin", "/usr/bin", "/sbin"} {
+		if dir == "" {
+			if p, err := exec.LookPath(binary); err == nil {
+				return p
+			}
+			continue
+		}
+		p := filepath.Join(dir, binary)
+		if st, err := os.Stat(p); err == nil && !st.IsDir() {
+			return p
+		}
+	}
+	t.Fatalf("testenv: %s not found; install it with: apt-get install -y %s (or run `make deps`)", binary, pkg)
+	return ""
+}
+
+// waitTCP waits until addr accepts connections or the process exits.
+func waitTCP(t testing.TB, addr string, within time.Duration, exited <-chan struct{}, logPath string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return
+		}
+		select {
+		case <-exited:
+			t.Fatalf("testenv: server for %s exited early; log %s:\n%s", addr, logPath, tail(logPath))
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("testenv: %s not listening after %s; log %s:\n%s", addr, within, logPath, tail(logPath))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func tail(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return string(b)
+}
+
+func addr(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
+
+// process is a child server process owned by a test.
+type process struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
+	log    string
+}
+
+func startProcess(t testing.TB, logPath string, name string, args ...string) *process {
+	t.Helper()
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		t.Fatalf("testenv: start %s: %v", name, err)
+	}
+	p := &process{cmd: cmd, exited: make(chan struct{}), log: logPath}
+	go func() {
+		_ = cmd.Wait()
+		logf.Close()
+		close(p.exited)
+	}()
+	return p
+}
+
+// stop terminates the process and waits for it.
+func (p *process) stop() error {
+	select {
+	case <-p.exited:
+		return nil
+	default:
+	}
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-p.exited:
+		return nil
+	case <-time.After(5 * time.Second):
+	}
+	_ = p.cmd.Process.Kill()
+	select {
+	case <-p.exited:
+		return nil
+	case <-time.After(5 * time.Second):
+		return fmt.Errorf("testenv: pid %d did not exit", p.cmd.Process.Pid)
+	}
+}

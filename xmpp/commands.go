@@ -1,0 +1,95 @@
+package xmpp
+
+import (
+	"strings"
+	"unicode"
+)
+
+// Verb is a canonical IM command name.
+type Verb string
+
+// The commands of DESIGN.md, after aliases are resolved.
+const (
+	VerbHelp      Verb = "help"
+	VerbFollow    Verb = "follow"
+	VerbUnfollow  Verb = "unfollow"
+	VerbFollowing Verb = "following"
+	VerbLast      Verb = "last"
+	VerbWhois     Verb = "whois"
+	VerbOn        Verb = "on"
+	VerbOff       Verb = "off"
+)
+
+var verbs = map[string]Verb{
+	"help": VerbHelp, "?": VerbHelp,
+	"follow": VerbFollow, "sub": VerbFollow,
+	"unfollow": VerbUnfollow, "unsub": VerbUnfollow, "leave": VerbUnfollow,
+	"following": VerbFollowing,
+	"last":      VerbLast, "get": VerbLast,
+	"whois": VerbWhois,
+	"on":    VerbOn,
+	"off":   VerbOff, "stop": VerbOff, "quit": VerbOff,
+}
+
+// takesUser reports whether the verb names an author (given, or implied by
+// the author JID the command was sent to).
+func (v Verb) takesUser() bool {
+	switch v {
+	case VerbFollow, VerbUnfollow, VerbLast, VerbWhois:
+		return true
+	}
+	return false
+}
+
+// Command is one parsed IM command.
+type Command struct {
+	// Verb is empty when the first word is not a known command.
+	Verb Verb
+	// Word is the first word as typed (for replies to unknown commands).
+	Word string
+	// Args are the remaining words.
+	Args []string
+}
+
+// ParseCommand reads a message body as a command: case-insensitive verb,
+// whitespace-separated arguments, surrounding whitespace ignored.
+func ParseCommand(body string) Command {
+	fields := strings.FieldsFunc(body, unicode.IsSpace)
+	if len(fields) == 0 {
+		return Command{}
+	}
+	word := fields[0]
+	return Command{Verb: verbs[strings.ToLower(word)], Word: word, Args: fields[1:]}
+}
+
+// ParseUser turns what a follower typed for an author (alice, @alice,
+// alice@domain) into a username. ok is false when it cannot name a user of
+// this domain; reason then says why, for the reply.
+func ParseUser(arg, domain string) (user string, ok bool, reason string) {
+	s := strings.TrimPrefix(arg, "@")
+	if local, host, found := strings.Cut(s, "@"); found {
+		if !strings.EqualFold(host, domain) {
+			return "", false, "I only know users of " + domain + "."
+		}
+		s = local
+	}
+	s = strings.ToLower(s)
+	if !ValidUsername(s) {
+		return "", false, "“" + arg + "” is not a username here (letters, digits and _, up to 32)."
+	}
+	return s, true, ""
+}
+
+// ValidUsername reports whether s matches ^[a-z0-9_]{1,32}$.
+func ValidUsername(s string) bool {
+	if len(s) == 0 || len(s) > 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,270 @@
+package xmpp
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"mellium.im/xmpp"
+	"mellium.im/xmpp/component"
+	"mellium.im/xmpp/jid"
+
+	"starling.dev/starling/fanout"
+)
+
+// ErrNotConnected is returned by DeliverBatch while no component connection
+// is up; the batch stays in JetStream and is retried.
+var ErrNotConnected = errors.New("xmpp: component not connected")
+
+// Config configures a Component.
+type Config struct {
+	// Domain is the component's domain, e.g. microblog.example.org. Required.
+	Domain string
+	// Addr is the XMPP server's component port (host:port). Required.
+	Addr string
+	// Secret is the component secret shared with the server. Required.
+	Secret string
+	// PingTo is the JID the delivery round-trip pings go to; empty means
+	// the parent domain of Domain (microblog.example.org → example.org),
+	// which is the XMPP server's own host in the usual setup.
+	PingTo string
+	// PingTimeout bounds the wait for the answer to a batch's ping; zero
+	// means 10 s.
+	PingTimeout time.Duration
+	// WriteTimeout bounds one batch's socket write; zero means 10 s.
+	WriteTimeout time.Duration
+	// MinBackoff and MaxBackoff bound the wait between reconnects; zero
+	// means 250 ms and 5 s.
+	MinBackoff, MaxBackoff time.Duration
+}
+
+// Validate reports whether the configuration is usable.
+func (c Config) Validate() error {
+	if c.Domain == "" || c.Addr == "" || c.Secret == "" {
+		return errors.New("xmpp: Domain, Addr and Secret are required")
+	}
+	if _, err := jid.Parse(c.Domain); err != nil {
+		return fmt.Errorf("xmpp: domain %q: %w", c.Domain, err)
+	}
+	if c.PingTimeout < 0 || c.WriteTimeout < 0 || c.MinBackoff < 0 || c.MaxBackoff < 0 {
+		return errors.New("xmpp: durations must not be negative")
+	}
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.PingTo == "" {
+		if _, parent, ok := strings.Cut(c.Domain, "."); ok {
+			c.PingTo = parent
+		} else {
+			c.PingTo = c.Domain
+		}
+	}
+	if c.PingTimeout == 0 {
+		c.PingTimeout = 10 * time.Second
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.MinBackoff == 0 {
+		c.MinBackoff = 250 * time.Millisecond
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = 5 * time.Second
+	}
+	return c
+}
+
+// Component is the XEP-0114 connection to the XMPP server. Run keeps it
+// connected; DeliverBatch and WaitReady are safe for concurrent use.
+type Component struct {
+	cfg    Config
+	domain jid.JID
+	im     *IM
+	log    *slog.Logger
+	pings  *pings
+
+	mu    sync.Mutex // guards live and ready
+	live  *link
+	ready chan struct{} // closed while live != nil
+}
+
+var _ fanout.StanzaSender = (*Component)(nil)
+
+// link is one negotiated connection.
+type link struct {
+	sess *xmpp.Session
+	conn net.Conn
+	w    *bufio.Writer // raw delivery writes; used only under the session's write lock
+}
+
+// New returns a component; call Run to connect it.
+func New(im *IM, log *slog.Logger, cfg Config) (*Component, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	return &Component{
+		cfg:    cfg,
+		domain: jid.MustParse(cfg.Domain),
+		im:     im,
+		log:    log,
+		pings:  newPings(),
+		ready:  make(chan struct{}),
+	}, nil
+}
+
+// Run connects and reconnects with backoff until ctx ends; then it closes the
+// stream politely and returns nil.
+func (c *Component) Run(ctx context.Context) error {
+	backoff := c.cfg.MinBackoff
+	for {
+		start := time.Now()
+		err := c.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(start) > 30*time.Second {
+			backoff = c.cfg.MinBackoff
+		}
+		c.log.Warn("component connection lost; reconnecting", "addr", c.cfg.Addr, "err", err, "in", backoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		backoff = min(2*backoff, c.cfg.MaxBackoff)
+	}
+}
+
+// session dials, negotiates and serves one connection until it ends.
+func (c *Component) session(ctx context.Context) error {
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(dctx, "tcp", c.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("xmpp: dial %s: %w", c.cfg.Addr, err)
+	}
+	defer conn.Close()
+	sess, err := component.NewSession(dctx, c.domain, []byte(c.cfg.Secret), conn)
+	if err != nil {
+		return fmt.Errorf("xmpp: component handshake as %s: %w", c.cfg.Domain, err)
+	}
+	l := &link{sess: sess, conn: conn, w: bufio.NewWriterSize(conn, 64<<10)}
+	c.up(l)
+	defer c.down(l)
+	c.log.Info("component connected", "domain", c.cfg.Domain, "addr", c.cfg.Addr)
+
+	stop := context.AfterFunc(ctx, func() {
+		_ = sess.Close()
+		_ = conn.Close()
+	})
+	defer stop()
+	return sess.Serve(c.handler())
+}
+
+func (c *Component) up(l *link) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.live = l
+	close(c.ready)
+}
+
+func (c *Component) down(l *link) {
+	c.mu.Lock()
+	if c.live == l {
+		c.live = nil
+		c.ready = make(chan struct{})
+	}
+	c.mu.Unlock()
+	c.pings.failAll(ErrNotConnected)
+}
+
+func (c *Component) current() *link {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.live
+}
+
+// WaitReady blocks until a connection is up or ctx ends.
+func (c *Component) WaitReady(ctx context.Context) error {
+	c.mu.Lock()
+	ready := c.ready
+	c.mu.Unlock()
+	select {
+	case <-ready:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", ErrNotConnected, ctx.Err())
+	}
+}
+
+// Connected reports whether a connection is up (for readiness checks).
+func (c *Component) Connected() bool { return c.current() != nil }
+
+// DeliverBatch writes one chat message per recipient, then an XEP-0199 ping
+// to the server, and returns when the server answers it. The server handles a
+// component stream in order, so the answer means every message before it has
+// been routed; a flush alone would not survive a server crash.
+func (c *Component) DeliverBatch(ctx context.Context, b fanout.Batch) error {
+	l := c.current()
+	if l == nil {
+		return ErrNotConnected
+	}
+	d := NewDelivery(c.cfg.Domain, b.Post)
+	id, answered := c.pings.add()
+	if err := c.write(l, d, b.To, id); err != nil {
+		c.pings.drop(id)
+		_ = l.conn.Close() // a partial write leaves the stream unusable
+		return err
+	}
+	t := time.NewTimer(c.cfg.PingTimeout)
+	defer t.Stop()
+	select {
+	case err := <-answered:
+		return err
+	case <-t.C:
+		c.pings.drop(id)
+		return fmt.Errorf("xmpp: no answer to delivery ping %s after %s", id, c.cfg.PingTimeout)
+	case <-ctx.Done():
+		c.pings.drop(id)
+		return ctx.Err()
+	}
+}
+
+// write sends the batch under the session's write lock, so that it never
+// interleaves with replies the handler writes through mellium.
+func (c *Component) write(l *link, d *Delivery, to []string, pingID string) error {
+	tw := l.sess.TokenWriter()
+	defer tw.Close()
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("xmpp: flush: %w", err)
+	}
+	_ = l.conn.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
+	defer l.conn.SetWriteDeadline(time.Time{})
+	for _, jid := range to {
+		if err := d.WriteTo(l.w, jid); err != nil {
+			return fmt.Errorf("xmpp: write delivery: %w", err)
+		}
+	}
+	l.w.WriteString(`<iq type="get" id="`)
+	l.w.WriteString(pingID)
+	l.w.WriteString(`" from="`)
+	l.w.Write(appendAttr(nil, c.cfg.Domain))
+	l.w.WriteString(`" to="`)
+	l.w.Write(appendAttr(nil, c.cfg.PingTo))
+	l.w.WriteString(`"><ping xmlns="urn:xmpp:ping"/></iq>`)
+	if err := l.w.Flush(); err != nil {
+		return fmt.Errorf("xmpp: write delivery: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,8 @@
+// Package xmpp is Starling's XEP-0114 component: the connection to the XMPP
+// server and its reconnect loop, the pre-rendered delivery stanzas written on
+// the hot path, and the handling of what followers send (IM commands).
+//
+// Every JID at the component's domain is answered here, so no roster is ever
+// loaded: the service JID is the bare domain and each author is
+// <username>@<domain>.
+package xmpp

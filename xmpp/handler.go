@@ -1,0 +1,103 @@
+package xmpp
+
+import (
+	"context"
+	"encoding/xml"
+	"strings"
+	"time"
+
+	"mellium.im/xmlstream"
+	"mellium.im/xmpp"
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
+)
+
+// commandTimeout bounds the store calls of one IM command; the handler runs
+// while mellium holds the stream's read lock, so it must not hang.
+const commandTimeout = 3 * time.Second
+
+// inMessage is the part of an incoming message the component reads.
+type inMessage struct {
+	Type  string    `xml:"type,attr"`
+	From  string    `xml:"from,attr"`
+	To    string    `xml:"to,attr"`
+	ID    string    `xml:"id,attr"`
+	Body  *string   `xml:"body"`
+	Error *struct{} `xml:"error"`
+}
+
+// handler dispatches what the server sends. It never returns an error for a
+// bad stanza: only a broken stream may end Serve.
+func (c *Component) handler() xmpp.Handler {
+	return xmpp.HandlerFunc(func(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
+		switch start.Name.Local {
+		case "iq":
+			return c.handleIQ(t, start)
+		case "message":
+			return c.handleMessage(t, start)
+		}
+		return nil // presence comes with the IM experience; ignored for now
+	})
+}
+
+func (c *Component) handleIQ(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
+	iq, err := stanza.NewIQ(*start)
+	if err != nil {
+		return nil
+	}
+	switch iq.Type {
+	case stanza.ResultIQ, stanza.ErrorIQ:
+		// Any answer, even an error, proves the server has routed
+		// everything written before the ping.
+		if strings.HasPrefix(iq.ID, pingPrefix) {
+			c.pings.answer(iq.ID, nil)
+		}
+		return nil
+	case stanza.GetIQ:
+		tok, err := t.Token()
+		if err != nil {
+			return nil
+		}
+		if el, ok := tok.(xml.StartElement); ok && el.Name == (xml.Name{Space: "urn:xmpp:ping", Local: "ping"}) {
+			_, err := xmlstream.Copy(t, iq.Result(nil))
+			return err
+		}
+	}
+	// mellium answers unhandled get and set with service-unavailable.
+	return nil
+}
+
+func (c *Component) handleMessage(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
+	var m inMessage
+	if err := xml.NewTokenDecoder(t).DecodeElement(&m, start); err != nil {
+		c.log.Debug("undecodable message ignored", "err", err)
+		return nil
+	}
+	// Errors are never answered (no loops); chat states, receipts and other
+	// body-less messages need no reply; groupchat and headline are not
+	// conversations with us.
+	if m.Error != nil || m.Type == "error" || m.Type == "groupchat" || m.Type == "headline" || m.Body == nil {
+		return nil
+	}
+	from, err := jid.Parse(m.From)
+	if err != nil || m.From == "" {
+		return nil
+	}
+	to, err := jid.Parse(m.To)
+	if err != nil || !strings.EqualFold(to.Domainpart(), c.cfg.Domain) {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	defer cancel()
+	reply := c.im.Reply(ctx, from.Bare().String(), to.Localpart(), *m.Body)
+	return c.reply(t, from, to.Bare(), reply)
+}
+
+// reply writes one chat message through the handler's encoder, from the JID
+// the command was sent to.
+func (c *Component) reply(t xmlstream.TokenReadEncoder, to, from jid.JID, text string) error {
+	msg := stanza.Message{To: to, From: from, Type: stanza.ChatMessage}
+	body := xmlstream.Wrap(xmlstream.Token(xml.CharData(SanitizeText(text))), xml.StartElement{Name: xml.Name{Local: "body"}})
+	_, err := xmlstream.Copy(t, msg.Wrap(body))
+	return err
+}
