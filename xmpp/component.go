@@ -133,7 +133,7 @@ func (c *Component) Run(ctx context.Context) error {
 		if time.Since(start) > 30*time.Second {
 			backoff = c.cfg.MinBackoff
 		}
-		c.log.Warn("component connection lost; reconnecting", "addr", c.cfg.Addr, "err", err, "in", backoff)
+		c.log.Warn("component link down; reconnecting", "addr", c.cfg.Addr, "err", err, "in", backoff)
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():

@@ -69,7 +69,7 @@ func (c *Component) handleIQ(t xmlstream.TokenReadEncoder, start *xml.StartEleme
 
 func (c *Component) handleMessage(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
 	var m inMessage
-	if err := xml.NewTokenDecoder(t).DecodeElement(&m, start); err != nil {
+	if err := decodeStanza(t, start, &m); err != nil {
 		c.log.Debug("undecodable message ignored", "err", err)
 		return nil
 	}
@@ -100,4 +100,10 @@ func (c *Component) reply(t xmlstream.TokenReadEncoder, to, from jid.JID, text s
 	body := xmlstream.Wrap(xmlstream.Token(xml.CharData(SanitizeText(text))), xml.StartElement{Name: xml.Name{Local: "body"}})
 	_, err := xmlstream.Copy(t, msg.Wrap(body))
 	return err
+}
+
+// decodeStanza decodes the stanza the handler was given. mellium hands the
+// start element separately from the rest, so it is put back in front.
+func decodeStanza(t xml.TokenReader, start *xml.StartElement, v any) error {
+	return xml.NewTokenDecoder(xmlstream.MultiReader(xmlstream.Token(*start), t)).Decode(v)
 }

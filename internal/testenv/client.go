@@ -85,7 +85,7 @@ func (c *Client) handle(t xmlstream.TokenReadEncoder, start *xml.StartElement) e
 		return nil
 	}
 	var m wireMessage
-	if err := xml.NewTokenDecoder(t).DecodeElement(&m, start); err != nil {
+	if err := xml.NewTokenDecoder(xmlstream.MultiReader(xmlstream.Token(*start), t)).Decode(&m); err != nil {
 		return nil
 	}
 	msg := Message{From: m.From, To: m.To, Type: m.Type, ID: m.ID, OriginID: m.OriginID.ID}

@@ -1,0 +1,194 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"starling.dev/starling/fanout"
+	"starling.dev/starling/internal/app"
+	"starling.dev/starling/internal/testenv"
+)
+
+const adminToken = "e2e-admin-token"
+
+// stack is the whole system on real servers: Redis, Prosody, NATS, and the
+// gateway and API run by the same functions the binaries call.
+type stack struct {
+	redis   *testenv.Redis
+	prosody *testenv.Prosody
+	nats    *testenv.NATS
+	js      jetstream.JetStream
+	api     string // base URL
+	ops     string // gateway's ops address
+}
+
+func startStack(t *testing.T) *stack {
+	t.Helper()
+	s := &stack{redis: testenv.StartRedis(t), prosody: testenv.StartProsody(t), nats: testenv.StartNATS(t)}
+	js, err := jetstream.New(s.nats.Conn(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.js = js
+	log := slog.New(slog.NewTextHandler(&testWriter{t: t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	common := app.Common{
+		RedisURL: s.redis.URL, RedisPrefix: testenv.Prefix(t), NATSURL: s.nats.URL,
+		Domain: s.prosody.ComponentDomain, MetricsAddr: "127.0.0.1:0", LogLevel: "debug",
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	opsAddr, apiAddr := make(chan string, 1), make(chan string, 1)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		err := app.RunGateway(ctx, app.Gateway{
+			Common: common, XMPPAddr: s.prosody.ComponentAddr, XMPPSecret: s.prosody.Secret, XMPPPingTo: s.prosody.Host,
+		}, log.With("proc", "gateway"), app.GatewayHooks{MetricsListening: func(a string) { opsAddr <- a }})
+		if err != nil {
+			t.Errorf("gateway: %v", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		err := app.RunAPI(ctx, app.API{Common: common, HTTPAddr: "127.0.0.1:0", AdminToken: adminToken, MaxPostChars: 500},
+			log.With("proc", "api"), app.APIHooks{Listening: func(a string) { apiAddr <- a }})
+		if err != nil {
+			t.Errorf("api: %v", err)
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
+	s.ops, s.api = "http://"+<-opsAddr, "http://"+<-apiAddr
+	testenv.Eventually(t, 15*time.Second, func() bool { return s.componentConnected() }, "the gateway's component never connected to Prosody")
+	return s
+}
+
+// componentConnected asks the gateway's /readyz whether its XMPP link is up.
+func (s *stack) componentConnected() bool {
+	resp, err := http.Get(s.ops + "/readyz")
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	var body struct {
+		XMPP bool `json:"xmpp_connected"`
+	}
+	return resp.StatusCode == 200 && json.NewDecoder(resp.Body).Decode(&body) == nil && body.XMPP
+}
+
+// call makes a JSON request and decodes the JSON answer into out (if not nil).
+func (s *stack) call(t *testing.T, method, path, token string, body any, out any) int {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, s.api+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if out != nil && resp.StatusCode < 300 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			t.Fatalf("%s %s: decode %q: %v", method, path, raw, err)
+		}
+	}
+	if resp.StatusCode >= 300 {
+		t.Logf("%s %s: %d %s", method, path, resp.StatusCode, raw)
+	}
+	return resp.StatusCode
+}
+
+// createUser makes an author and returns their token.
+func (s *stack) createUser(t *testing.T, name string) string {
+	t.Helper()
+	var out struct{ Token string }
+	if code := s.call(t, "POST", "/v1/users", adminToken, map[string]string{"username": name, "display_name": strings.ToUpper(name[:1]) + name[1:]}, &out); code != 201 {
+		t.Fatalf("create %s: status %d", name, code)
+	}
+	return out.Token
+}
+
+type status struct {
+	ID        string `json:"id"`
+	Author    string `json:"author"`
+	Text      string `json:"text"`
+	CreatedAt string `json:"created_at"`
+}
+
+// post publishes text as the token's owner and returns the accepted status.
+func (s *stack) post(t *testing.T, token, text string) status {
+	t.Helper()
+	var st status
+	if code := s.call(t, "POST", "/v1/statuses", token, map[string]string{"text": text}, &st); code != 202 {
+		t.Fatalf("post %q: status %d", text, code)
+	}
+	return st
+}
+
+// drained waits until both stages have finished everything in JetStream.
+func (s *stack) drained(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	testenv.Eventually(t, 15*time.Second, func() bool {
+		for _, c := range []struct{ stream, consumer string }{
+			{fanout.PostsStream, fanout.FanoutConsumer}, {fanout.DeliveriesStream, fanout.SenderConsumer},
+		} {
+			cons, err := s.js.Consumer(ctx, c.stream, c.consumer)
+			if err != nil {
+				return false
+			}
+			info, err := cons.Info(ctx)
+			if err != nil || info.NumPending != 0 || info.NumAckPending != 0 {
+				return false
+			}
+		}
+		return true
+	}, "the pipeline did not drain")
+}
+
+// client logs a new account in over c2s.
+func (s *stack) client(t *testing.T, user string) *testenv.Client {
+	t.Helper()
+	s.prosody.Register(t, user, user+"-pw")
+	return testenv.DialClient(t, s.prosody.C2SAddr, user, s.prosody.Host, user+"-pw")
+}
+
+func (s *stack) authorJID(user string) string { return user + "@" + s.prosody.ComponentDomain }
+
+type testWriter struct {
+	mu sync.Mutex
+	t  *testing.T
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
