@@ -7,7 +7,6 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-
 // RedisConfig configures a RedisStore.
 type RedisConfig struct {
 	// Prefix is put before every key; empty means no prefix.
@@ -56,5 +55,5 @@ func (s *RedisStore) recentKey(user string) string    { return s.cfg.Prefix + "r
 func (s *RedisStore) idemKey(user, key string) string {
 	return s.cfg.Prefix + "i:{" + user + "}:" + key
 }
-func (s *RedisStore) tokenKey(hash string) string   { return s.cfg.Prefix + "t:" + hash }
+func (s *RedisStore) tokenKey(hash string) string    { return s.cfg.Prefix + "t:" + hash }
 func (s *RedisStore) followingKey(jid string) string { return s.cfg.Prefix + "g:" + jid }

@@ -154,7 +154,11 @@ func (im *IM) whois(ctx context.Context, author string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("%s (%s@%s): %d followers, %d posts.", name(p), author, im.domain, p.Followers, p.Posts), nil
+	display := p.DisplayName
+	if display == "" {
+		display = author
+	}
+	return fmt.Sprintf("%s (%s@%s): %d followers, %d posts.", display, author, im.domain, p.Followers, p.Posts), nil
 }
 
 func (im *IM) help() string {

@@ -1,0 +1,140 @@
+package xmpp
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/xml"
+	"io"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"starling.dev/starling/fanout"
+)
+
+type decoded struct {
+	XMLName  xml.Name `xml:"message"`
+	Type     string   `xml:"type,attr"`
+	From     string   `xml:"from,attr"`
+	To       string   `xml:"to,attr"`
+	ID       string   `xml:"id,attr"`
+	Body     string   `xml:"body"`
+	OriginID struct {
+		ID string `xml:"id,attr"`
+	} `xml:"urn:xmpp:sid:0 origin-id"`
+}
+
+// decodeOne parses b as exactly one well-formed element.
+func decodeOne(t testing.TB, b []byte) decoded {
+	t.Helper()
+	d := xml.NewDecoder(bytes.NewReader(b))
+	var m decoded
+	if err := d.Decode(&m); err != nil {
+		t.Fatalf("stanza is not well-formed: %v\n%s", err, b)
+	}
+	if tok, err := d.Token(); err != io.EOF {
+		t.Fatalf("trailing data after the stanza: %v %v\n%s", tok, err, b)
+	}
+	return m
+}
+
+func TestDeliveryShape(t *testing.T) {
+	p := fanout.Post{ID: "01JABCDEF", Author: "alice", Text: "a < b & c > d \"q\" 'a'", CreatedAt: time.Now()}
+	b := NewDelivery("microblog.example.org", p).AppendTo(nil, "bob@example.org")
+	m := decodeOne(t, b)
+	want := decoded{Type: "chat", From: "alice@microblog.example.org", To: "bob@example.org", ID: "01JABCDEF", Body: p.Text}
+	want.OriginID.ID = p.ID
+	want.XMLName = m.XMLName
+	if m != want {
+		t.Fatalf("got %+v\nwant %+v", m, want)
+	}
+}
+
+func TestTextEscaping(t *testing.T) {
+	cases := []struct{ in, body string }{
+		{"plain", "plain"},
+		{"</body></message><message to='x'>", "</body></message><message to='x'>"},
+		{"]]>", "]]>"},
+		{"cr\rlf\ntab\t", "cr\rlf\ntab\t"},
+		{"nul\x00 bell\a esc\x1b", "nul bell esc"},
+		{"nonchar \uFFFE\uFFFF end", "nonchar  end"},
+		{"bad utf8 \xff\xfe end", "bad utf8  end"},
+		{"replacement \uFFFD kept", "replacement \uFFFD kept"},
+		{"astral 🐦", "astral 🐦"},
+	}
+	for _, c := range cases {
+		t.Run(c.in, func(t *testing.T) {
+			m := decodeOne(t, NewDelivery("d.example", fanout.Post{ID: "x", Author: "a", Text: c.in}).AppendTo(nil, "b@e"))
+			if m.Body != c.body {
+				t.Fatalf("body %q, want %q", m.Body, c.body)
+			}
+			if SanitizeText(c.in) != c.body {
+				t.Fatalf("SanitizeText %q, want %q", SanitizeText(c.in), c.body)
+			}
+		})
+	}
+}
+
+func TestWriteToMatchesAppendTo(t *testing.T) {
+	d := NewDelivery("d.example", fanout.Post{ID: "x", Author: "a", Text: "t"})
+	for _, to := range []string{"bob@example.org", `o'neil"&<>@example.org`, "ünïcode@example.org"} {
+		var buf bytes.Buffer
+		w := bufio.NewWriter(&buf)
+		if err := d.WriteTo(w, to); err != nil {
+			t.Fatal(err)
+		}
+		w.Flush()
+		if want := d.AppendTo(nil, to); !bytes.Equal(buf.Bytes(), want) {
+			t.Fatalf("WriteTo %q:\n%s\nAppendTo:\n%s", to, buf.Bytes(), want)
+		}
+		if m := decodeOne(t, buf.Bytes()); m.To != to {
+			t.Fatalf("to %q, want %q", m.To, to)
+		}
+	}
+}
+
+// FuzzDelivery: any post text and any recipient yield exactly one
+// well-formed stanza whose body decodes back to the text as accepted
+// (SanitizeText of it, which is the text itself for everything the API
+// accepts) and whose address decodes back to the recipient.
+func FuzzDelivery(f *testing.F) {
+	for _, s := range []string{"", "hello", "</body></message>", "a\x00b", "\r\n", "]]>", "\xff", "🐦", "&amp;"} {
+		f.Add(s, "bob@example.org")
+	}
+	f.Fuzz(func(t *testing.T, text, to string) {
+		d := NewDelivery("microblog.example.org", fanout.Post{ID: "01J", Author: "alice", Text: text})
+		m := decodeOne(t, d.AppendTo(nil, to))
+		if want := SanitizeText(text); m.Body != want {
+			t.Fatalf("body %q, want %q", m.Body, want)
+		}
+		if want := SanitizeText(to); m.To != want {
+			t.Fatalf("to %q, want %q", m.To, want)
+		}
+		if utf8.ValidString(text) && !strings.ContainsFunc(text, func(r rune) bool { return !xmlChar(r) }) && SanitizeText(text) != text {
+			t.Fatalf("valid text %q was changed", text)
+		}
+	})
+}
+
+// BenchmarkEncodeDelivery writes one rendered post to 500 recipients (one
+// batch) through a buffered writer, as DeliverBatch does.
+func BenchmarkEncodeDelivery(b *testing.B) {
+	d := NewDelivery("microblog.example.org", fanout.Post{ID: "01JD4Z8J3E3Q8Y7N5W2XK9V6TB", Author: "alice", Text: strings.Repeat("a post of moderate length ", 6)})
+	to := make([]string, fanout.BatchSize)
+	for i := range to {
+		to[i] = "follower" + strings.Repeat("x", i%7) + "@example.org"
+	}
+	w := bufio.NewWriterSize(io.Discard, 64<<10)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		for _, j := range to {
+			if err := d.WriteTo(w, j); err != nil {
+				b.Fatal(err)
+			}
+		}
+		w.Flush()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(to)), "ns/stanza")
+}

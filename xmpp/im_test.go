@@ -1,0 +1,124 @@
+package xmpp
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"starling.dev/starling/fanout"
+)
+
+// fakeGraph is a small in-memory Follows and Authors for the interpreter's
+// pure logic; the Redis store has its own tests against a real server.
+type fakeGraph struct {
+	users   map[string]fanout.Profile
+	follows map[[2]string]bool // {author, jid}
+	posts   map[string][]fanout.Post
+	err     error
+}
+
+func newFakeGraph() *fakeGraph {
+	return &fakeGraph{
+		users: map[string]fanout.Profile{
+			"alice": {Username: "alice", DisplayName: "Alice", Posts: 3},
+			"carol": {Username: "carol"},
+		},
+		follows: map[[2]string]bool{},
+		posts:   map[string][]fanout.Post{"alice": {{ID: "1", Author: "alice", Text: "latest words", CreatedAt: time.Now().Add(-90 * time.Second)}}},
+	}
+}
+
+func (g *fakeGraph) Follow(_ context.Context, author, jid string) (bool, error) {
+	if g.err != nil {
+		return false, g.err
+	}
+	had := g.follows[[2]string{author, jid}]
+	g.follows[[2]string{author, jid}] = true
+	return !had, nil
+}
+
+func (g *fakeGraph) Unfollow(_ context.Context, author, jid string) (bool, error) {
+	had := g.follows[[2]string{author, jid}]
+	delete(g.follows, [2]string{author, jid})
+	return had, g.err
+}
+
+func (g *fakeGraph) Following(_ context.Context, jid string) ([]string, error) {
+	var out []string
+	for k := range g.follows {
+		if k[1] == jid {
+			out = append(out, k[0])
+		}
+	}
+	slices.Sort(out)
+	return out, g.err
+}
+
+func (g *fakeGraph) Profile(_ context.Context, user string) (fanout.Profile, error) {
+	if g.err != nil {
+		return fanout.Profile{}, g.err
+	}
+	p, ok := g.users[user]
+	if !ok {
+		return fanout.Profile{}, fanout.ErrUnknownUser
+	}
+	return p, nil
+}
+
+func (g *fakeGraph) RecentPosts(_ context.Context, user string, n int) ([]fanout.Post, error) {
+	p := g.posts[user]
+	return p[:min(n, len(p))], g.err
+}
+
+func TestIMReplies(t *testing.T) {
+	const bob = "bob@example.org"
+	g := newFakeGraph()
+	im := NewIM("mb.example", g, g, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	steps := []struct{ author, body, want string }{
+		{"", "help", "follow <user> — get their posts here"},
+		{"", "following", "You follow nobody yet"},
+		{"", "follow alice", "You now follow Alice (alice). Their posts will arrive from alice@mb.example."},
+		{"", "follow alice", "You already follow Alice (alice)."},
+		{"carol", "sub", "You now follow carol."},
+		{"", "following", "You follow 2: alice, carol"},
+		{"", "follow", "Usage: follow <user>"},
+		{"", "follow a b", "Usage: follow <user>"},
+		{"", "help me", "Usage: help (it takes no arguments)."},
+		{"", "follow dave", `There is no user "dave" on mb.example.`},
+		{"dave", "follow", `There is no user "dave" on mb.example.`},
+		{"", "follow alice@other.example", "I only know users of mb.example."},
+		{"", "follow a-b", "is not a username here"},
+		{"", "last alice", "Alice (alice), 1m ago: latest words"},
+		{"carol", "get", "carol has not posted yet."},
+		{"", "whois @alice", "Alice (alice@mb.example): 0 followers, 3 posts."},
+		{"", "unfollow carol", "You no longer follow carol."},
+		{"", "unfollow carol", "You were not following carol."},
+		{"", "unfollow dave", `There is no user "dave"`},
+		{"", "blah", `I don't know the command "blah". Send “help”`},
+		{"alice", "hi there", `or “follow” to follow alice.`},
+		{"", "   ", "Send “help” to see what I understand."},
+		{"", "off", "not available yet"},
+	}
+	for _, s := range steps {
+		got := im.Reply(context.Background(), bob, s.author, s.body)
+		if !strings.Contains(got, s.want) {
+			t.Errorf("%q to %q: reply %q, want it to contain %q", s.body, s.author, got, s.want)
+		}
+	}
+}
+
+func TestIMStoreFailureStillReplies(t *testing.T) {
+	g := newFakeGraph()
+	g.err = errors.New("redis: connection refused")
+	im := NewIM("mb.example", g, g, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	for _, body := range []string{"follow alice", "unfollow alice", "following", "last alice", "whois alice"} {
+		if got := im.Reply(context.Background(), "bob@example.org", "", body); got != sorry {
+			t.Errorf("%q with a failing store: %q", body, got)
+		}
+	}
+}
