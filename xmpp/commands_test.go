@@ -92,4 +92,3 @@ func FuzzParseCommand(f *testing.F) {
 		}
 	})
 }
-

@@ -89,6 +89,8 @@ type Component struct {
 	im     *IM
 	log    *slog.Logger
 	pings  *pings
+	// pingHead is the delivery ping up to its id, rendered once.
+	pingHead []byte
 
 	mu    sync.Mutex // guards live and ready
 	live  *link
@@ -111,12 +113,13 @@ func New(im *IM, log *slog.Logger, cfg Config) (*Component, error) {
 	}
 	cfg = cfg.withDefaults()
 	return &Component{
-		cfg:    cfg,
-		domain: jid.MustParse(cfg.Domain),
-		im:     im,
-		log:    log,
-		pings:  newPings(),
-		ready:  make(chan struct{}),
+		cfg:      cfg,
+		domain:   jid.MustParse(cfg.Domain),
+		im:       im,
+		log:      log,
+		pings:    newPings(),
+		ready:    make(chan struct{}),
+		pingHead: renderPingHead(cfg.Domain, cfg.PingTo),
 	}, nil
 }
 
@@ -256,15 +259,20 @@ func (c *Component) write(l *link, d *Delivery, to []string, pingID string) erro
 			return fmt.Errorf("xmpp: write delivery: %w", err)
 		}
 	}
-	l.w.WriteString(`<iq type="get" id="`)
+	l.w.Write(c.pingHead)
 	l.w.WriteString(pingID)
-	l.w.WriteString(`" from="`)
-	l.w.Write(appendAttr(nil, c.cfg.Domain))
-	l.w.WriteString(`" to="`)
-	l.w.Write(appendAttr(nil, c.cfg.PingTo))
 	l.w.WriteString(`"><ping xmlns="urn:xmpp:ping"/></iq>`)
 	if err := l.w.Flush(); err != nil {
 		return fmt.Errorf("xmpp: write delivery: %w", err)
 	}
 	return nil
+}
+
+// renderPingHead renders the delivery ping up to the value of its id.
+func renderPingHead(from, to string) []byte {
+	b := append([]byte(nil), `<iq type="get" from="`...)
+	b = appendAttr(b, from)
+	b = append(b, `" to="`...)
+	b = appendAttr(b, to)
+	return append(b, `" id="`...)
 }

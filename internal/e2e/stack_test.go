@@ -32,7 +32,7 @@ type stack struct {
 	ops     string // gateway's ops address
 }
 
-func startStack(t *testing.T) *stack {
+func startStack(t testing.TB) *stack {
 	t.Helper()
 	s := &stack{redis: testenv.StartRedis(t), prosody: testenv.StartProsody(t), nats: testenv.StartNATS(t)}
 	js, err := jetstream.New(s.nats.Conn(t))
@@ -89,7 +89,7 @@ func (s *stack) componentConnected() bool {
 }
 
 // call makes a JSON request and decodes the JSON answer into out (if not nil).
-func (s *stack) call(t *testing.T, method, path, token string, body any, out any) int {
+func (s *stack) call(t testing.TB, method, path, token string, body any, out any) int {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -125,7 +125,7 @@ func (s *stack) call(t *testing.T, method, path, token string, body any, out any
 }
 
 // createUser makes an author and returns their token.
-func (s *stack) createUser(t *testing.T, name string) string {
+func (s *stack) createUser(t testing.TB, name string) string {
 	t.Helper()
 	var out struct{ Token string }
 	if code := s.call(t, "POST", "/v1/users", adminToken, map[string]string{"username": name, "display_name": strings.ToUpper(name[:1]) + name[1:]}, &out); code != 201 {
@@ -142,7 +142,7 @@ type status struct {
 }
 
 // post publishes text as the token's owner and returns the accepted status.
-func (s *stack) post(t *testing.T, token, text string) status {
+func (s *stack) post(t testing.TB, token, text string) status {
 	t.Helper()
 	var st status
 	if code := s.call(t, "POST", "/v1/statuses", token, map[string]string{"text": text}, &st); code != 202 {
@@ -152,7 +152,7 @@ func (s *stack) post(t *testing.T, token, text string) status {
 }
 
 // drained waits until both stages have finished everything in JetStream.
-func (s *stack) drained(t *testing.T) {
+func (s *stack) drained(t testing.TB) {
 	t.Helper()
 	ctx := context.Background()
 	testenv.Eventually(t, 15*time.Second, func() bool {
@@ -173,7 +173,7 @@ func (s *stack) drained(t *testing.T) {
 }
 
 // client logs a new account in over c2s.
-func (s *stack) client(t *testing.T, user string) *testenv.Client {
+func (s *stack) client(t testing.TB, user string) *testenv.Client {
 	t.Helper()
 	s.prosody.Register(t, user, user+"-pw")
 	return testenv.DialClient(t, s.prosody.C2SAddr, user, s.prosody.Host, user+"-pw")
@@ -183,7 +183,7 @@ func (s *stack) authorJID(user string) string { return user + "@" + s.prosody.Co
 
 type testWriter struct {
 	mu sync.Mutex
-	t  *testing.T
+	t  testing.TB
 }
 
 func (w *testWriter) Write(p []byte) (int, error) {
