@@ -69,21 +69,6 @@ func (d *Delivery) WriteTo(w stringByteWriter, to string) error {
 	return err
 }
 
-// xmlChar reports whether r may appear in an XML 1.0 document.
-func xmlChar(r rune) bool {
-	switch {
-	case r == 0x9 || r == 0xA || r == 0xD:
-		return true
-	case r >= 0x20 && r <= 0xD7FF:
-		return true
-	case r >= 0xE000 && r <= 0xFFFD:
-		return true
-	case r >= 0x10000 && r <= 0x10FFFF:
-		return true
-	}
-	return false
-}
-
 // attrSafe reports whether s can be written into an attribute value as is.
 func attrSafe(s string) bool {
 	for i := 0; i < len(s); i++ {
@@ -138,7 +123,7 @@ func appendEscaped(dst []byte, s string, attr bool) []byte {
 			continue
 		}
 		r, size := utf8.DecodeRuneInString(s[i:])
-		if (r != utf8.RuneError || size > 1) && xmlChar(r) {
+		if (r != utf8.RuneError || size > 1) && fanout.IsXMLChar(r) {
 			dst = append(dst, s[i:i+size]...)
 		}
 		i += size
@@ -150,7 +135,7 @@ func appendEscaped(dst []byte, s string, attr bool) []byte {
 // XML 1.0 cannot carry and without invalid UTF-8.
 func SanitizeText(s string) string {
 	for _, r := range s {
-		if r == utf8.RuneError || !xmlChar(r) {
+		if r == utf8.RuneError || !fanout.IsXMLChar(r) {
 			return string(cleanRunes(s))
 		}
 	}
@@ -161,7 +146,7 @@ func cleanRunes(s string) []byte {
 	out := make([]byte, 0, len(s))
 	for i := 0; i < len(s); {
 		r, size := utf8.DecodeRuneInString(s[i:])
-		if (r != utf8.RuneError || size > 1) && xmlChar(r) {
+		if (r != utf8.RuneError || size > 1) && fanout.IsXMLChar(r) {
 			out = append(out, s[i:i+size]...)
 		}
 		i += size

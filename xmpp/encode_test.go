@@ -111,7 +111,7 @@ func FuzzDelivery(f *testing.F) {
 		if want := SanitizeText(to); m.To != want {
 			t.Fatalf("to %q, want %q", m.To, want)
 		}
-		if utf8.ValidString(text) && !strings.ContainsFunc(text, func(r rune) bool { return !xmlChar(r) }) && SanitizeText(text) != text {
+		if utf8.ValidString(text) && !strings.ContainsFunc(text, func(r rune) bool { return !fanout.IsXMLChar(r) }) && SanitizeText(text) != text {
 			t.Fatalf("valid text %q was changed", text)
 		}
 	})

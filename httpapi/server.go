@@ -1,0 +1,171 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"starling.dev/starling/fanout"
+)
+
+// Accounts is what the API needs from the account store.
+type Accounts interface {
+	// CreateUser stores a new author; fanout.ErrUserExists if taken.
+	CreateUser(ctx context.Context, username, displayName, tokenHash string, now time.Time) error
+	// UserByTokenHash returns the owner of a token hash; fanout.ErrUnknownToken if none.
+	UserByTokenHash(ctx context.Context, tokenHash string) (string, error)
+	// Profile returns an author's public record; fanout.ErrUnknownUser if none.
+	Profile(ctx context.Context, username string) (fanout.Profile, error)
+	// RecordPost counts a post JetStream has accepted.
+	RecordPost(ctx context.Context, p fanout.Post) error
+	// ReserveIdempotent stores p under the author's Idempotency-Key, or
+	// returns the post stored there first and true.
+	ReserveIdempotent(ctx context.Context, author, key string, p fanout.Post) (fanout.Post, bool, error)
+}
+
+// Publisher hands a post to the pipeline.
+type Publisher interface {
+	// PublishPost returns once the post is durably stored; duplicate is true
+	// when it had been stored before under the same id.
+	PublishPost(ctx context.Context, p fanout.Post) (duplicate bool, err error)
+}
+
+// Config configures the API handler.
+type Config struct {
+	// Domain is the XMPP domain of authors' JIDs (username@Domain); required.
+	Domain string
+	// AdminToken is the bearer token of the admin endpoints; empty disables
+	// them (they answer 403).
+	AdminToken string
+	// MaxPostChars is the longest post in Unicode code points; zero means 500.
+	MaxPostChars int
+	// Ready are the checks behind /readyz (NATS and Redis reachable); /readyz
+	// is 200 when all pass within 2 s. Nil means always ready.
+	Ready []func(context.Context) error
+	// Logger receives the request log and unexpected errors; nil discards them.
+	Logger *slog.Logger
+	// Registerer receives the API's metrics; nil means a private registry
+	// nobody gathers.
+	Registerer prometheus.Registerer
+	// Gatherer is served at /metrics; nil means there is no /metrics route.
+	Gatherer prometheus.Gatherer
+	// Now is the clock posts and accounts are stamped with; nil means time.Now.
+	Now func() time.Time
+}
+
+// Validate reports whether the configuration is usable.
+func (c Config) Validate() error {
+	switch {
+	case c.Domain == "":
+		return errors.New("httpapi: Domain is required")
+	case strings.ContainsAny(c.Domain, "@/ "):
+		return fmt.Errorf("httpapi: Domain %q is not a domain", c.Domain)
+	case c.MaxPostChars < 0:
+		return errors.New("httpapi: MaxPostChars must not be negative")
+	}
+	for i, check := range c.Ready {
+		if check == nil {
+			return fmt.Errorf("httpapi: Ready[%d] is nil", i)
+		}
+	}
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxPostChars == 0 {
+		c.MaxPostChars = defaultMaxPostChars
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Registerer == nil {
+		c.Registerer = prometheus.NewRegistry()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// server holds the handlers' dependencies.
+type server struct {
+	acc       Accounts
+	pub       Publisher
+	cfg       Config
+	log       *slog.Logger
+	adminHash [sha256.Size]byte
+	ids       *idSource
+	metrics   *metrics
+	router    *chi.Mux
+}
+
+// New returns the API's router. acc and pub are used concurrently by every
+// request; the caller owns them.
+func New(acc Accounts, pub Publisher, cfg Config) (http.Handler, error) {
+	if acc == nil || pub == nil {
+		return nil, errors.New("httpapi: Accounts and Publisher are required")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	s := &server{acc: acc, pub: pub, cfg: cfg, log: cfg.Logger, ids: newIDSource(), metrics: m}
+	s.adminHash = sha256.Sum256([]byte(cfg.AdminToken))
+	s.routes()
+	return s.router, nil
+}
+
+func (s *server) routes() {
+	r := chi.NewRouter()
+	r.Use(middleware.RequestID, s.observe, s.recoverer)
+	r.NotFound(s.notFound)
+	r.MethodNotAllowed(s.methodNotAllowed)
+	r.Get("/healthz", s.healthz)
+	r.Get("/readyz", s.readyz)
+	if s.cfg.Gatherer != nil {
+		r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{}))
+	}
+	r.Post("/v1/users", s.createUser)
+	r.Get("/v1/users/{username}", s.getUser)
+	r.Post("/v1/statuses", s.postStatus)
+	s.router = r
+}
+
+func (s *server) notFound(w http.ResponseWriter, r *http.Request) {
+	writeProblem(w, blank(http.StatusNotFound, "no resource at "+r.URL.Path))
+}
+
+// methodNotAllowed answers 405 and lists in Allow the methods that have a
+// route at the path, which chi leaves out once a custom handler is set.
+func (s *server) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	var allowed []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		if s.router.Match(chi.NewRouteContext(), m, r.URL.Path) {
+			allowed = append(allowed, m)
+		}
+	}
+	w.Header().Set("Allow", strings.Join(allowed, ", "))
+	detail := fmt.Sprintf("%s is not allowed here; use %s", r.Method, strings.Join(allowed, " or "))
+	writeProblem(w, blank(http.StatusMethodNotAllowed, detail))
+}
+
+// fail logs an unexpected error and answers 500 without its detail.
+func (s *server) fail(w http.ResponseWriter, r *http.Request, op string, err error) {
+	s.log.ErrorContext(r.Context(), "httpapi: "+op+" failed", "err", err,
+		"request_id", middleware.GetReqID(r.Context()))
+	writeProblem(w, internalError())
+}

@@ -1,0 +1,153 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"starling.dev/starling/fanout"
+)
+
+// recordTimeout bounds RecordPost, which runs even if the client has gone:
+// the post is in JetStream by then and should be counted.
+const recordTimeout = 5 * time.Second
+
+// maxIdempotencyKey is the longest Idempotency-Key accepted.
+const maxIdempotencyKey = 255
+
+// postRequest is the body of POST /v1/statuses.
+type postRequest struct {
+	Text postText `json:"text"`
+}
+
+// statusResponse is a post as the API shows it.
+type statusResponse struct {
+	ID        string `json:"id"`
+	Author    string `json:"author"`
+	Text      string `json:"text"`
+	CreatedAt string `json:"created_at"`
+}
+
+// postStatus handles POST /v1/statuses: it answers 202 only once JetStream
+// has acknowledged the post.
+func (s *server) postStatus(w http.ResponseWriter, r *http.Request) {
+	author, ok := s.authenticate(w, r)
+	if !ok {
+		return
+	}
+	key, p := idempotencyKey(r)
+	if p != nil {
+		writeProblem(w, *p)
+		return
+	}
+	text, p := s.readPostText(w, r)
+	if p != nil {
+		writeProblem(w, *p)
+		return
+	}
+	s.acceptPost(w, r, author, key, text)
+}
+
+// readPostText decodes and validates the body of a post.
+func (s *server) readPostText(w http.ResponseWriter, r *http.Request) (string, *problem) {
+	var req postRequest
+	if p := readJSON(w, r, &req); p != nil {
+		return "", p
+	}
+	if err := validateText(string(req.Text), s.cfg.MaxPostChars); err != nil {
+		p := typed(typeInvalidText, "Invalid post text", http.StatusUnprocessableEntity, err.Error())
+		return "", &p
+	}
+	return fanout.NormalizeNewlines(string(req.Text)), nil
+}
+
+// acceptPost makes the post (or finds the one stored under the
+// Idempotency-Key) and publishes it.
+func (s *server) acceptPost(w http.ResponseWriter, r *http.Request, author, key, text string) {
+	now := s.cfg.Now().UTC()
+	id, err := s.ids.next(now)
+	if err != nil {
+		s.fail(w, r, "post id", err)
+		return
+	}
+	post := fanout.Post{ID: id, Author: author, Text: text, CreatedAt: now}
+	if key != "" {
+		var ok bool
+		if post, ok = s.reserve(w, r, key, post); !ok {
+			return
+		}
+	}
+	s.publish(w, r, post)
+}
+
+// reserve stores post under the author's Idempotency-Key, or returns the post
+// stored there by an earlier request. If it returns false it has answered.
+func (s *server) reserve(w http.ResponseWriter, r *http.Request, key string, post fanout.Post) (fanout.Post, bool) {
+	first, _, err := s.acc.ReserveIdempotent(r.Context(), post.Author, key, post)
+	if err != nil {
+		s.fail(w, r, "idempotency reservation", err)
+		return fanout.Post{}, false
+	}
+	if first.Text != post.Text {
+		writeProblem(w, typed(typeKeyReused, "Idempotency-Key reused", http.StatusUnprocessableEntity,
+			"Idempotency-Key reused with a different body"))
+		return fanout.Post{}, false
+	}
+	return first, true
+}
+
+// publish hands the post to JetStream and answers 202 once it is stored, or
+// 503 if it could not be.
+func (s *server) publish(w http.ResponseWriter, r *http.Request, post fanout.Post) {
+	duplicate, err := s.pub.PublishPost(r.Context(), post)
+	if err != nil {
+		s.log.WarnContext(r.Context(), "httpapi: publish failed", "post", post.ID, "err", err)
+		w.Header().Set("Retry-After", "1")
+		writeProblem(w, blank(http.StatusServiceUnavailable, "the post could not be stored right now; retry it"))
+		return
+	}
+	if !duplicate {
+		s.metrics.published.Inc()
+		s.record(r, post)
+	}
+	w.Header().Set("Location", "/v1/statuses/"+post.ID)
+	writeJSON(w, http.StatusAccepted, statusResponse{
+		ID: post.ID, Author: post.Author, Text: post.Text,
+		CreatedAt: post.CreatedAt.UTC().Format(time.RFC3339Nano),
+	})
+}
+
+// record counts a newly stored post. The post is already in JetStream, so a
+// failure here is logged but does not fail the request.
+func (s *server) record(r *http.Request, post fanout.Post) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), recordTimeout)
+	defer cancel()
+	if err := s.acc.RecordPost(ctx, post); err != nil {
+		s.log.ErrorContext(ctx, "httpapi: record post failed", "post", post.ID, "err", err)
+	}
+}
+
+// idempotencyKey returns the request's Idempotency-Key, "" if it has none.
+func idempotencyKey(r *http.Request) (string, *problem) {
+	keys := r.Header.Values("Idempotency-Key")
+	switch {
+	case len(keys) == 0:
+		return "", nil
+	case len(keys) > 1:
+		return "", badKey("send one Idempotency-Key header, not " + strconv.Itoa(len(keys)))
+	case len(keys[0]) == 0 || len(keys[0]) > maxIdempotencyKey:
+		return "", badKey("Idempotency-Key must be 1 to 255 characters long")
+	}
+	for i := 0; i < len(keys[0]); i++ {
+		if c := keys[0][i]; c < 0x20 || c > 0x7E {
+			return "", badKey("Idempotency-Key must be printable ASCII; byte " + strconv.Itoa(i+1) + " is not")
+		}
+	}
+	return keys[0], nil
+}
+
+func badKey(detail string) *problem {
+	p := typed(typeInvalidKey, "Invalid Idempotency-Key", http.StatusBadRequest, detail)
+	return &p
+}
