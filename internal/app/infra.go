@@ -99,7 +99,12 @@ func natsReady(nc *nats.Conn) func(context.Context) error {
 
 // redisReady is the readiness check of a Redis client.
 func redisReady(rdb redis.UniversalClient) func(context.Context) error {
-	return func(ctx context.Context) error { return rdb.Ping(ctx).Err() }
+	return func(ctx context.Context) error {
+		if err := rdb.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("redis: %w", err)
+		}
+		return nil
+	}
 }
 
 // retry calls f until it succeeds or ctx ends, waiting between attempts.
