@@ -124,10 +124,18 @@ func (p *Pipeline) consume(ctx context.Context, c jetstream.Consumer, workers in
 			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 				return nil
 			}
+			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+				return fmt.Errorf("fanout: pull: %w", err) // the caller recreates it
+			}
 			if err != nil {
 				// Heartbeat misses and reconnects are transient; the
 				// iterator keeps pulling once the server is back.
 				p.log.Debug("pull", "err", err)
+				select {
+				case <-time.After(100 * time.Millisecond):
+				case <-ctx.Done():
+					return nil
+				}
 				continue
 			}
 			select {

@@ -158,7 +158,7 @@ func (im *IM) whois(ctx context.Context, author string) (string, error) {
 	if display == "" {
 		display = author
 	}
-	return fmt.Sprintf("%s (%s@%s): %d followers, %d posts.", display, author, im.domain, p.Followers, p.Posts), nil
+	return fmt.Sprintf("%s (%s@%s): %s, %s.", display, author, im.domain, count(p.Followers, "follower"), count(p.Posts, "post")), nil
 }
 
 func (im *IM) help() string {
@@ -218,4 +218,12 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return string(r[:n]) + "…"
+}
+
+// count writes n with the noun, plural when n is not 1.
+func count(n int64, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

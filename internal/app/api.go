@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"starling.dev/starling/fanout"
 	"starling.dev/starling/httpapi"
@@ -56,8 +54,7 @@ func RunAPI(ctx context.Context, cfg API, log *slog.Logger, hooks APIHooks) erro
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newRegistry()
 	h, err := httpapi.New(store, fanout.NewPostPublisher(js), httpapi.Config{
 		Domain:       cfg.Domain,
 		AdminToken:   cfg.AdminToken,

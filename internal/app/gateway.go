@@ -11,7 +11,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
 	"starling.dev/starling/fanout"
@@ -63,8 +62,7 @@ func RunGateway(ctx context.Context, cfg Gateway, log *slog.Logger, hooks Gatewa
 		return err
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newRegistry()
 	metrics := fanout.NewMetrics(reg)
 
 	store, err := subscribers.NewRedisStore(rdb, subscribers.RedisConfig{Prefix: cfg.RedisPrefix})
