@@ -33,150 +33,154 @@ func expectPost(t *testing.T, s *stack, c *testenv.Client, st status, wantBody s
 }
 
 func TestFollowPostUnfollow(t *testing.T) {
-	s := startStack(t)
-	alice := s.createUser(t, "alice")
-	carol := s.createUser(t, "carol")
-	bob := s.client(t, "bob")
-	service := s.prosody.ComponentDomain
+	eachServer(t, func(t *testing.T, s *stack) {
+		alice := s.createUser(t, "alice")
+		carol := s.createUser(t, "carol")
+		bob := s.client(t, "bob")
+		service := s.srv.ComponentDomain
 
-	if r := bob.Ask(t, service, "follow alice"); !strings.Contains(r.Body, "You now follow Alice (alice)") {
-		t.Fatalf("follow reply %q", r.Body)
-	}
-	var profile struct {
-		Followers int64 `json:"followers"`
-		Posts     int64 `json:"posts"`
-		JID       string
-	}
-	s.call(t, "GET", "/v1/users/alice", "", nil, &profile)
-	if profile.Followers != 1 || profile.JID != s.authorJID("alice") {
-		t.Fatalf("profile after follow: %+v", profile)
-	}
+		if r := bob.Ask(t, service, "follow alice"); !strings.Contains(r.Body, "You now follow Alice (alice)") {
+			t.Fatalf("follow reply %q", r.Body)
+		}
+		var profile struct {
+			Followers int64 `json:"followers"`
+			Posts     int64 `json:"posts"`
+			JID       string
+		}
+		s.call(t, "GET", "/v1/users/alice", "", nil, &profile)
+		if profile.Followers != 1 || profile.JID != s.authorJID("alice") {
+			t.Fatalf("profile after follow: %+v", profile)
+		}
 
-	st := s.post(t, alice, "hello, XMPP <world> & friends")
-	expectPost(t, s, bob, st, "hello, XMPP <world> & friends")
-	s.call(t, "GET", "/v1/users/alice", "", nil, &profile)
-	if profile.Posts != 1 {
-		t.Fatalf("post count %d, want 1", profile.Posts)
-	}
+		st := s.post(t, alice, "hello, XMPP <world> & friends")
+		expectPost(t, s, bob, st, "hello, XMPP <world> & friends")
+		s.call(t, "GET", "/v1/users/alice", "", nil, &profile)
+		if profile.Posts != 1 {
+			t.Fatalf("post count %d, want 1", profile.Posts)
+		}
 
-	// Unfollow on the author's own JID: the author is the default target.
-	if r := bob.Ask(t, s.authorJID("alice"), "UNSUB"); r.Body != "You no longer follow alice." {
-		t.Fatalf("unfollow reply %q", r.Body)
-	}
-	if r := bob.Ask(t, service, "sub @carol"); !strings.Contains(r.Body, "You now follow Carol") {
-		t.Fatalf("follow carol reply %q", r.Body)
-	}
-	// alice's post is fully processed before carol posts; had it been
-	// delivered, the server would have handed it to bob before carol's.
-	gone := s.post(t, alice, "nobody should get this")
-	s.drained(t)
-	st = s.post(t, carol, "carol here")
-	m := expectPost(t, s, bob, st, "carol here")
-	if m.OriginID == gone.ID {
-		t.Fatal("an unfollower received the post")
-	}
-	for _, p := range bob.Pending() {
-		if p.OriginID == gone.ID {
+		// Unfollow on the author's own JID: the author is the default target.
+		if r := bob.Ask(t, s.authorJID("alice"), "UNSUB"); r.Body != "You no longer follow alice." {
+			t.Fatalf("unfollow reply %q", r.Body)
+		}
+		if r := bob.Ask(t, service, "sub @carol"); !strings.Contains(r.Body, "You now follow Carol") {
+			t.Fatalf("follow carol reply %q", r.Body)
+		}
+		// alice's post is fully processed before carol posts; had it been
+		// delivered, the server would have handed it to bob before carol's.
+		gone := s.post(t, alice, "nobody should get this")
+		s.drained(t)
+		st = s.post(t, carol, "carol here")
+		m := expectPost(t, s, bob, st, "carol here")
+		if m.OriginID == gone.ID {
 			t.Fatal("an unfollower received the post")
 		}
-	}
+		for _, p := range bob.Pending() {
+			if p.OriginID == gone.ID {
+				t.Fatal("an unfollower received the post")
+			}
+		}
+	})
 }
 
 func TestCommandsReplyExactlyOnce(t *testing.T) {
-	s := startStack(t)
-	s.createUser(t, "alice")
-	bob := s.client(t, "bob")
-	service := s.prosody.ComponentDomain
-	cases := []struct{ to, body, want string }{
-		{service, "help", "follow <user>"},
-		{service, "frobnicate", `I don't know the command "frobnicate"`},
-		{service, "follow", "Usage: follow <user>"},
-		{service, "follow nosuchuser", `There is no user "nosuchuser"`},
-		{service, "follow alice@elsewhere.example", "I only know users of " + service},
-		{service, "Follow ALICE@" + service, "You now follow Alice (alice)"},
-		{service, "sub alice", "You already follow Alice (alice)"},
-		{s.authorJID("alice"), "hello?", `or “follow” to follow alice`},
-		{s.authorJID("nosuchuser"), "follow", `There is no user "nosuchuser"`},
-		{service, "leave alice", "You no longer follow alice."},
-		{service, "unfollow alice", "You were not following alice."},
-	}
-	for _, c := range cases {
-		r := bob.Ask(t, c.to, c.body)
-		if !strings.Contains(r.Body, c.want) {
-			t.Errorf("%q to %s: reply %q, want it to contain %q", c.body, c.to, r.Body, c.want)
+	eachServer(t, func(t *testing.T, s *stack) {
+		s.createUser(t, "alice")
+		bob := s.client(t, "bob")
+		service := s.srv.ComponentDomain
+		cases := []struct{ to, body, want string }{
+			{service, "help", "follow <user>"},
+			{service, "frobnicate", `I don't know the command "frobnicate"`},
+			{service, "follow", "Usage: follow <user>"},
+			{service, "follow nosuchuser", `There is no user "nosuchuser"`},
+			{service, "follow alice@elsewhere.example", "I only know users of " + service},
+			{service, "Follow ALICE@" + service, "You now follow Alice (alice)"},
+			{service, "sub alice", "You already follow Alice (alice)"},
+			{s.authorJID("alice"), "hello?", `or “follow” to follow alice`},
+			{s.authorJID("nosuchuser"), "follow", `There is no user "nosuchuser"`},
+			{service, "leave alice", "You no longer follow alice."},
+			{service, "unfollow alice", "You were not following alice."},
 		}
-		if got := jid.MustParse(r.From).Bare().String(); got != jid.MustParse(c.to).String() {
-			t.Errorf("%q to %s: reply from %s", c.body, c.to, got)
+		for _, c := range cases {
+			r := bob.Ask(t, c.to, c.body)
+			if !strings.Contains(r.Body, c.want) {
+				t.Errorf("%q to %s: reply %q, want it to contain %q", c.body, c.to, r.Body, c.want)
+			}
+			if got := jid.MustParse(r.From).Bare().String(); got != jid.MustParse(c.to).String() {
+				t.Errorf("%q to %s: reply from %s", c.body, c.to, got)
+			}
 		}
-	}
-	// Exactly one reply each: a last round trip flushes anything extra.
-	bob.Ask(t, service, "help")
-	if extra := bob.Pending(); len(extra) != 0 {
-		t.Fatalf("extra replies: %+v", extra)
-	}
+		// Exactly one reply each: a last round trip flushes anything extra.
+		bob.Ask(t, service, "help")
+		if extra := bob.Pending(); len(extra) != 0 {
+			t.Fatalf("extra replies: %+v", extra)
+		}
+	})
 }
 
 // TestBadInputKeepsStreamUp sends everything that could break the component
 // stream and shows the next post is still delivered.
 func TestBadInputKeepsStreamUp(t *testing.T) {
-	s := startStack(t)
-	alice := s.createUser(t, "alice")
-	bob := s.client(t, "bob")
-	bob.Ask(t, s.prosody.ComponentDomain, "follow alice")
+	eachServer(t, func(t *testing.T, s *stack) {
+		alice := s.createUser(t, "alice")
+		bob := s.client(t, "bob")
+		bob.Ask(t, s.srv.ComponentDomain, "follow alice")
 
-	for _, text := range []string{"bell\a", "nul\x00byte", "esc\x1b[31m", "\uFFFE"} {
-		if code := s.call(t, "POST", "/v1/statuses", alice, map[string]string{"text": text}, nil); code != 422 {
-			t.Errorf("post %q: status %d, want 422", text, code)
+		for _, text := range []string{"bell\a", "nul\x00byte", "esc\x1b[31m", "\uFFFE"} {
+			if code := s.call(t, "POST", "/v1/statuses", alice, map[string]string{"text": text}, nil); code != 422 {
+				t.Errorf("post %q: status %d, want 422", text, code)
+			}
 		}
-	}
-	tricky := []string{
-		`</body></message><message to="bob@localhost" from="x@microblog.localhost"><body>pwned`,
-		"]]> &amp; &lt; 'single' \"double\" \r\n\tcr-lf-tab",
-		"emoji 🐦 and RTL \u202e text",
-	}
-	// Line ends are normalised to LF on acceptance, as XML parsers in the
-	// path would do anyway; what the API returns is what arrives.
-	lf := strings.NewReplacer("\r\n", "\n", "\r", "\n")
-	for _, text := range tricky {
-		st := s.post(t, alice, text)
-		if st.Text != lf.Replace(text) {
-			t.Errorf("accepted text %q, want %q", st.Text, lf.Replace(text))
+		tricky := []string{
+			`</body></message><message to="bob@localhost" from="x@microblog.localhost"><body>pwned`,
+			"]]> &amp; &lt; 'single' \"double\" \r\n\tcr-lf-tab",
+			"emoji 🐦 and RTL \u202e text",
 		}
-		expectPost(t, s, bob, st, lf.Replace(text))
-	}
+		// Line ends are normalised to LF on acceptance, as XML parsers in the
+		// path would do anyway; what the API returns is what arrives.
+		lf := strings.NewReplacer("\r\n", "\n", "\r", "\n")
+		for _, text := range tricky {
+			st := s.post(t, alice, text)
+			if st.Text != lf.Replace(text) {
+				t.Errorf("accepted text %q, want %q", st.Text, lf.Replace(text))
+			}
+			expectPost(t, s, bob, st, lf.Replace(text))
+		}
 
-	// A post that bypassed the API (an old producer, a bug) with characters
-	// XML cannot carry: the encoder drops them instead of breaking the stream.
-	raw := fanout.Post{ID: "01JBADPOSTBYPASSINGTHEAPI0", Author: "alice", Text: "bad\x00\x01 \x1btext\uFFFF", CreatedAt: time.Now()}
-	data, _ := json.Marshal(raw)
-	if _, err := s.js.Publish(context.Background(), raw.Subject(), data); err != nil {
-		t.Fatal(err)
-	}
-	expectPost(t, s, bob, status{ID: raw.ID, Author: "alice"}, "bad text")
+		// A post that bypassed the API (an old producer, a bug) with characters
+		// XML cannot carry: the encoder drops them instead of breaking the stream.
+		raw := fanout.Post{ID: "01JBADPOSTBYPASSINGTHEAPI0", Author: "alice", Text: "bad\x00\x01 \x1btext\uFFFF", CreatedAt: time.Now()}
+		data, _ := json.Marshal(raw)
+		if _, err := s.js.Publish(context.Background(), raw.Subject(), data); err != nil {
+			t.Fatal(err)
+		}
+		expectPost(t, s, bob, status{ID: raw.ID, Author: "alice"}, "bad text")
 
-	st := s.post(t, alice, "still here")
-	expectPost(t, s, bob, st, "still here")
-	if !s.componentConnected() {
-		t.Fatal("the component stream went down")
-	}
-	if strings.Contains(s.prosody.Log(), "not-well-formed") {
-		t.Fatalf("Prosody saw ill-formed XML:\n%s", s.prosody.Log())
-	}
+		st := s.post(t, alice, "still here")
+		expectPost(t, s, bob, st, "still here")
+		if !s.componentConnected() {
+			t.Fatal("the component stream went down")
+		}
+		if strings.Contains(s.xmpp.Log(), "not-well-formed") {
+			t.Fatalf("%s saw ill-formed XML:\n%s", s.srv.Name, s.xmpp.Log())
+		}
+	})
 }
 
-// TestProsodyRestart restarts the XMPP server between two posts: the second
+// TestServerRestart restarts the XMPP server between two posts: the second
 // waits in JetStream and arrives once the component has reconnected.
-func TestProsodyRestart(t *testing.T) {
-	s := startStack(t)
-	alice := s.createUser(t, "alice")
-	bob := s.client(t, "bob")
-	bob.Ask(t, s.prosody.ComponentDomain, "follow alice")
-	first := s.post(t, alice, "before the restart")
-	expectPost(t, s, bob, first, "before the restart")
+func TestServerRestart(t *testing.T) {
+	eachServer(t, func(t *testing.T, s *stack) {
+		alice := s.createUser(t, "alice")
+		bob := s.client(t, "bob")
+		bob.Ask(t, s.srv.ComponentDomain, "follow alice")
+		first := s.post(t, alice, "before the restart")
+		expectPost(t, s, bob, first, "before the restart")
 
-	s.prosody.Restart(t)
-	second := s.post(t, alice, "after the restart")
-	testenv.Eventually(t, 20*time.Second, s.componentConnected, "the component did not reconnect")
-	bob = testenv.DialClient(t, s.prosody.C2SAddr, "bob", s.prosody.Host, "bob-pw")
-	expectPost(t, s, bob, second, "after the restart")
+		s.xmpp.Restart(t)
+		second := s.post(t, alice, "after the restart")
+		testenv.Eventually(t, 20*time.Second, s.componentConnected, "the component did not reconnect")
+		bob = testenv.DialClient(t, s.srv.C2SAddr, "bob", s.srv.Host, "bob-pw")
+		expectPost(t, s, bob, second, "after the restart")
+	})
 }

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"starling.dev/starling/internal/testenv"
 )
 
 // BenchmarkPostToDelivery measures the time from sending POST /v1/statuses to
@@ -11,10 +13,10 @@ import (
 // stack. Run `go test -run '^$' -bench PostToDelivery -benchtime 20x
 // ./internal/e2e` for the median of 20 posts.
 func BenchmarkPostToDelivery(b *testing.B) {
-	s := startStack(b)
+	s := startStack(b, testenv.StartProsody(b))
 	alice := s.createUser(b, "alice")
 	bob := s.client(b, "bob")
-	bob.Ask(b, s.prosody.ComponentDomain, "follow alice")
+	bob.Ask(b, s.srv.ComponentDomain, "follow alice")
 	var lat []time.Duration
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {

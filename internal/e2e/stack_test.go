@@ -24,17 +24,33 @@ const adminToken = "e2e-admin-token"
 // stack is the whole system on real servers: Redis, Prosody, NATS, and the
 // gateway and API run by the same functions the binaries call.
 type stack struct {
-	redis   *testenv.Redis
-	prosody *testenv.Prosody
-	nats    *testenv.NATS
-	js      jetstream.JetStream
-	api     string // base URL
-	ops     string // gateway's ops address
+	redis *testenv.Redis
+	xmpp  testenv.XMPPServer
+	srv   testenv.ServerInfo
+	nats  *testenv.NATS
+	js    jetstream.JetStream
+	api   string // base URL
+	ops   string // gateway's ops address
 }
 
-func startStack(t testing.TB) *stack {
+// servers are the XMPP servers every end-to-end test runs against.
+var servers = []struct {
+	name  string
+	start func(testing.TB) testenv.XMPPServer
+}{
+	{"prosody", func(t testing.TB) testenv.XMPPServer { return testenv.StartProsody(t) }},
+}
+
+// eachServer runs f as a subtest per XMPP server, on a fresh stack.
+func eachServer(t *testing.T, f func(t *testing.T, s *stack)) {
+	for _, srv := range servers {
+		t.Run(srv.name, func(t *testing.T) { f(t, startStack(t, srv.start(t))) })
+	}
+}
+
+func startStack(t testing.TB, server testenv.XMPPServer) *stack {
 	t.Helper()
-	s := &stack{redis: testenv.StartRedis(t), prosody: testenv.StartProsody(t), nats: testenv.StartNATS(t)}
+	s := &stack{redis: testenv.StartRedis(t), xmpp: server, srv: server.Info(), nats: testenv.StartNATS(t)}
 	js, err := jetstream.New(s.nats.Conn(t))
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +59,7 @@ func startStack(t testing.TB) *stack {
 	log := slog.New(slog.NewTextHandler(&testWriter{t: t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	common := app.Common{
 		RedisURL: s.redis.URL, RedisPrefix: testenv.Prefix(t), NATSURL: s.nats.URL,
-		Domain: s.prosody.ComponentDomain, MetricsAddr: "127.0.0.1:0", LogLevel: "debug",
+		Domain: s.srv.ComponentDomain, MetricsAddr: "127.0.0.1:0", LogLevel: "debug",
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -52,7 +68,7 @@ func startStack(t testing.TB) *stack {
 	go func() {
 		defer wg.Done()
 		err := app.RunGateway(ctx, app.Gateway{
-			Common: common, XMPPAddr: s.prosody.ComponentAddr, XMPPSecret: s.prosody.Secret, XMPPPingTo: s.prosody.Host,
+			Common: common, XMPPAddr: s.srv.ComponentAddr, XMPPSecret: s.srv.Secret, XMPPPingTo: s.srv.Host,
 		}, log.With("proc", "gateway"), app.GatewayHooks{MetricsListening: func(a string) { opsAddr <- a }})
 		if err != nil {
 			t.Errorf("gateway: %v", err)
@@ -175,11 +191,11 @@ func (s *stack) drained(t testing.TB) {
 // client logs a new account in over c2s.
 func (s *stack) client(t testing.TB, user string) *testenv.Client {
 	t.Helper()
-	s.prosody.Register(t, user, user+"-pw")
-	return testenv.DialClient(t, s.prosody.C2SAddr, user, s.prosody.Host, user+"-pw")
+	s.xmpp.Register(t, user, user+"-pw")
+	return testenv.DialClient(t, s.srv.C2SAddr, user, s.srv.Host, user+"-pw")
 }
 
-func (s *stack) authorJID(user string) string { return user + "@" + s.prosody.ComponentDomain }
+func (s *stack) authorJID(user string) string { return user + "@" + s.srv.ComponentDomain }
 
 type testWriter struct {
 	mu sync.Mutex

@@ -11,11 +11,7 @@ import (
 
 // Prosody is a Prosody child process with one virtual host and one component.
 type Prosody struct {
-	Host            string // the c2s virtual host, "localhost"
-	ComponentDomain string // "microblog.localhost"
-	Secret          string
-	C2SAddr         string
-	ComponentAddr   string
+	ServerInfo
 
 	dir  string
 	cfg  string
@@ -30,13 +26,16 @@ type Prosody struct {
 func StartProsody(t testing.TB) *Prosody {
 	t.Helper()
 	p := &Prosody{
-		Host:            "localhost",
-		ComponentDomain: "microblog.localhost",
-		Secret:          "test-secret",
-		bin:             need(t, "prosody", "prosody"),
-		ctl:             need(t, "prosodyctl", "prosody"),
-		dir:             t.TempDir(),
-		t:               t,
+		ServerInfo: ServerInfo{
+			Name:            "prosody",
+			Host:            "localhost",
+			ComponentDomain: "microblog.localhost",
+			Secret:          "test-secret",
+		},
+		bin: need(t, "prosody", "prosody"),
+		ctl: need(t, "prosodyctl", "prosody"),
+		dir: t.TempDir(),
+		t:   t,
 	}
 	c2s, comp := FreePort(t), FreePort(t)
 	p.C2SAddr, p.ComponentAddr = addr(c2s), addr(comp)
