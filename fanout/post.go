@@ -30,10 +30,18 @@ const (
 type Post struct {
 	// ID is time-ordered (a ULID) and doubles as the XEP-0359 origin-id of
 	// every delivery and as the JetStream Nats-Msg-Id.
-	ID        string    `json:"id"`
-	Author    string    `json:"author"`
-	Text      string    `json:"text"`
-	CreatedAt time.Time `json:"created_at"`
+	ID     string `json:"id"`
+	Author string `json:"author"`
+	// AuthorName is the author's display name when the post was made; it
+	// names the author in the Atom entry of each delivery. Empty means the
+	// username.
+	AuthorName string    `json:"author_name,omitempty"`
+	Text       string    `json:"text"`
+	CreatedAt  time.Time `json:"created_at"`
+	// Retracts, when set, makes this post the retraction of the author's
+	// post with that id: it is fanned out like a post and delivered as an
+	// XEP-0424 retraction instead of a message. Text is then unused.
+	Retracts string `json:"retracts,omitempty"`
 }
 
 // Subject is the JetStream subject a post is published on.
