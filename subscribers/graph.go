@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -51,13 +52,34 @@ func (s *RedisStore) Following(ctx context.Context, jid string) ([]string, error
 	return authors, nil
 }
 
-// FollowerPage returns one SSCAN page of an author's followers, appended to
-// buf, and the cursor of the next page (zero when the scan is complete).
-// count is a hint: Redis may return more or fewer members.
+// FollowerPage returns one SSCAN page of an author's followers who get posts
+// now, appended to buf, and the cursor of the next page (zero when the scan
+// is complete). Followers who said "off" or are known to be offline are left
+// out; unknown presence counts as reachable. The page's states are read in
+// one pipelined round trip. count is a hint: Redis may return more or fewer.
 func (s *RedisStore) FollowerPage(ctx context.Context, author string, cursor uint64, count int, buf []string) ([]string, uint64, error) {
 	keys, next, err := s.rdb.SScan(ctx, s.followersKey(author), cursor, "", int64(count)).Result()
 	if err != nil {
 		return buf, 0, fmt.Errorf("subscribers: followers of %s: %w", author, err)
 	}
-	return append(buf, keys...), next, nil
+	if len(keys) == 0 {
+		return buf, next, nil
+	}
+	states := make([]*redis.SliceCmd, len(keys))
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, jid := range keys {
+			states[i] = p.HMGet(ctx, s.stateKey(jid), stateFields...)
+		}
+		return nil
+	})
+	if err != nil {
+		return buf, 0, fmt.Errorf("subscribers: states of %s's followers: %w", author, err)
+	}
+	now := time.Now()
+	for i, jid := range keys {
+		if stateOf(states[i].Val()).deliverable(now) {
+			buf = append(buf, jid)
+		}
+	}
+	return buf, next, nil
 }

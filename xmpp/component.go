@@ -42,6 +42,17 @@ type Config struct {
 	// MinBackoff and MaxBackoff bound the wait between reconnects; zero
 	// means 250 ms and 5 s.
 	MinBackoff, MaxBackoff time.Duration
+	// ProbeRate bounds the presence probes sent after each connect, per
+	// second; zero means 100.
+	ProbeRate float64
+	// CommandRate and CommandBurst are each JID's command allowance: a
+	// burst of CommandBurst, refilled at CommandRate per second; zero means
+	// 1 per second and a burst of 10.
+	CommandRate  float64
+	CommandBurst int
+	// MaxFollowing caps how many authors one JID may follow; zero means
+	// 1000.
+	MaxFollowing int
 }
 
 // Validate reports whether the configuration is usable.
@@ -54,6 +65,9 @@ func (c Config) Validate() error {
 	}
 	if c.PingTimeout < 0 || c.WriteTimeout < 0 || c.MinBackoff < 0 || c.MaxBackoff < 0 {
 		return errors.New("xmpp: durations must not be negative")
+	}
+	if c.ProbeRate < 0 || c.CommandRate < 0 || c.CommandBurst < 0 || c.MaxFollowing < 0 {
+		return errors.New("xmpp: rates and limits must not be negative")
 	}
 	return nil
 }
@@ -78,6 +92,15 @@ func (c Config) withDefaults() Config {
 	if c.MaxBackoff == 0 {
 		c.MaxBackoff = 5 * time.Second
 	}
+	if c.ProbeRate == 0 {
+		c.ProbeRate = 100
+	}
+	if c.CommandRate == 0 {
+		c.CommandRate = 1
+	}
+	if c.CommandBurst == 0 {
+		c.CommandBurst = 10
+	}
 	return c
 }
 
@@ -86,7 +109,9 @@ func (c Config) withDefaults() Config {
 type Component struct {
 	cfg    Config
 	domain jid.JID
+	store  Store
 	im     *IM
+	limits *limiter
 	log    *slog.Logger
 	pings  *pings
 	// pingHead is the delivery ping up to its id, rendered once.
@@ -107,7 +132,7 @@ type link struct {
 }
 
 // New returns a component; call Run to connect it.
-func New(im *IM, log *slog.Logger, cfg Config) (*Component, error) {
+func New(store Store, log *slog.Logger, cfg Config) (*Component, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -115,7 +140,9 @@ func New(im *IM, log *slog.Logger, cfg Config) (*Component, error) {
 	return &Component{
 		cfg:      cfg,
 		domain:   jid.MustParse(cfg.Domain),
-		im:       im,
+		store:    store,
+		im:       NewIM(cfg.Domain, store, cfg.MaxFollowing, log),
+		limits:   newLimiter(cfg.CommandRate, cfg.CommandBurst),
 		log:      log,
 		pings:    newPings(),
 		ready:    make(chan struct{}),
@@ -172,6 +199,18 @@ func (c *Component) session(ctx context.Context) error {
 		_ = conn.Close()
 	})
 	defer stop()
+
+	// The probes belong to this connection: they end with it.
+	pctx, cancelProbes := context.WithCancel(ctx)
+	probing := make(chan struct{})
+	go func() {
+		defer close(probing)
+		c.probeAll(pctx, l)
+	}()
+	defer func() {
+		cancelProbes()
+		<-probing
+	}()
 	return sess.Serve(c.handler())
 }
 
@@ -242,6 +281,26 @@ func (c *Component) DeliverBatch(ctx context.Context, b fanout.Batch) error {
 		c.pings.drop(id)
 		return ctx.Err()
 	}
+}
+
+// writeRaw writes pre-rendered stanzas under the session's write lock.
+func (c *Component) writeRaw(l *link, b []byte) error {
+	tw := l.sess.TokenWriter()
+	defer tw.Close()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_ = l.conn.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
+	defer l.conn.SetWriteDeadline(time.Time{})
+	if _, err := l.w.Write(b); err != nil {
+		_ = l.conn.Close()
+		return err
+	}
+	if err := l.w.Flush(); err != nil {
+		_ = l.conn.Close()
+		return err
+	}
+	return nil
 }
 
 // write sends the batch under the session's write lock, so that it never

@@ -2,6 +2,7 @@ package xmpp
 
 import (
 	"io"
+	"time"
 	"unicode/utf8"
 
 	"starling.dev/starling/fanout"
@@ -18,21 +19,84 @@ type Delivery struct {
 	tail []byte // " id="..."><body>...</body>...</message>
 }
 
-// NewDelivery renders post p, sent from its author's JID at domain.
+// Namespaces of the delivery payloads.
+const (
+	nsAtom     = "http://www.w3.org/2005/Atom"
+	nsRetract  = "urn:xmpp:message-retract:1"
+	nsFallback = "urn:xmpp:fallback:0"
+	nsHints    = "urn:xmpp:hints"
+)
+
+// atomTitleChars bounds the Atom entry's title; the content has it all.
+const atomTitleChars = 80
+
+// NewDelivery renders post p, sent from its author's JID at domain: the body
+// is the plain text, origin-id the post id, and an Atom entry describes the
+// post for richer clients and bots. A post that retracts another renders as
+// an XEP-0424 retraction instead.
 func NewDelivery(domain string, p fanout.Post) *Delivery {
+	author := p.Author + "@" + domain
 	var head, tail []byte
 	head = append(head, `<message type="chat" from="`...)
-	head = appendAttr(head, p.Author+"@"+domain)
+	head = appendAttr(head, author)
 	head = append(head, `" to="`...)
 
 	tail = append(tail, `" id="`...)
 	tail = appendAttr(tail, p.ID)
-	tail = append(tail, `"><body>`...)
-	tail = appendText(tail, p.Text)
-	tail = append(tail, `</body><origin-id xmlns="`+nsSID+`" id="`...)
+	tail = append(tail, `">`...)
+	if p.Retracts != "" {
+		tail = appendRetraction(tail, p)
+	} else {
+		tail = append(tail, `<body>`...)
+		tail = appendText(tail, p.Text)
+		tail = append(tail, `</body>`...)
+		tail = appendAtom(tail, domain, author, p)
+	}
+	tail = append(tail, `<origin-id xmlns="`+nsSID+`" id="`...)
 	tail = appendAttr(tail, p.ID)
 	tail = append(tail, `"/></message>`...)
 	return &Delivery{head: head, tail: tail}
+}
+
+// appendAtom appends the post as an Atom entry (RFC 4287), as identi.ca's
+// bot did.
+func appendAtom(b []byte, domain, author string, p fanout.Post) []byte {
+	name := p.AuthorName
+	if name == "" {
+		name = p.Author
+	}
+	published := p.CreatedAt.UTC().Format(time.RFC3339Nano)
+	b = append(b, `<entry xmlns="`+nsAtom+`"><id>tag:`...)
+	b = appendText(b, domain)
+	b = append(b, ',')
+	b = append(b, p.CreatedAt.UTC().Format(time.DateOnly)...)
+	b = append(b, ":post:"...)
+	b = appendText(b, p.ID)
+	b = append(b, `</id><title>`...)
+	b = appendText(b, truncate(p.Text, atomTitleChars))
+	b = append(b, `</title><published>`...)
+	b = append(b, published...)
+	b = append(b, `</published><updated>`...)
+	b = append(b, published...)
+	b = append(b, `</updated><author><name>`...)
+	b = appendText(b, name)
+	b = append(b, `</name><uri>xmpp:`...)
+	b = appendText(b, author)
+	b = append(b, `</uri></author><content type="text">`...)
+	b = appendText(b, p.Text)
+	return append(b, `</content></entry>`...)
+}
+
+// appendRetraction appends an XEP-0424 retraction of the post p.Retracts
+// refers to (by the origin-id its delivery carried), with a fallback body
+// for clients that do not support retraction, and a hint to store it so
+// that offline archives learn of it too.
+func appendRetraction(b []byte, p fanout.Post) []byte {
+	b = append(b, `<retract xmlns="`+nsRetract+`" id="`...)
+	b = appendAttr(b, p.Retracts)
+	b = append(b, `"/><fallback xmlns="`+nsFallback+`" for="`+nsRetract+`"/><body>`...)
+	b = appendText(b, p.Author+" deleted an earlier post.")
+	return append(b, `</body><store xmlns="`+nsHints+`"/>`...)
 }
 
 // AppendTo appends the message addressed to the JID to dst.

@@ -138,3 +138,63 @@ func BenchmarkEncodeDelivery(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(to)), "ns/stanza")
 }
+
+func TestDeliveryAtomEntry(t *testing.T) {
+	created := time.Date(2026, 11, 26, 7, 8, 9, 0, time.UTC)
+	p := fanout.Post{ID: "01JATOM", Author: "alice", AuthorName: "Alice <A&B>", Text: strings.Repeat("ab ", 40) + "& end", CreatedAt: created}
+	b := NewDelivery("mb.example", p).AppendTo(nil, "bob@example.org")
+	var m struct {
+		Body  string `xml:"body"`
+		Entry struct {
+			ID        string `xml:"id"`
+			Title     string `xml:"title"`
+			Published string `xml:"published"`
+			Content   struct {
+				Type string `xml:"type,attr"`
+				Text string `xml:",chardata"`
+			} `xml:"content"`
+			Author struct {
+				Name string `xml:"name"`
+				URI  string `xml:"uri"`
+			} `xml:"author"`
+		} `xml:"http://www.w3.org/2005/Atom entry"`
+	}
+	if err := xml.Unmarshal(b, &m); err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	e := m.Entry
+	if m.Body != p.Text || e.Content.Text != p.Text || e.Content.Type != "text" {
+		t.Errorf("body %q, content %q (%s)", m.Body, e.Content.Text, e.Content.Type)
+	}
+	if e.ID != "tag:mb.example,2026-11-26:post:01JATOM" || e.Published != "2026-11-26T07:08:09Z" {
+		t.Errorf("id %q published %q", e.ID, e.Published)
+	}
+	if e.Author.Name != "Alice <A&B>" || e.Author.URI != "xmpp:alice@mb.example" {
+		t.Errorf("author %+v", e.Author)
+	}
+	if n := utf8.RuneCountInString(e.Title); n != atomTitleChars+1 || !strings.HasSuffix(e.Title, "…") {
+		t.Errorf("title %q (%d characters)", e.Title, n)
+	}
+}
+
+func TestDeliveryRetraction(t *testing.T) {
+	p := fanout.Post{ID: "01JRETRACT", Author: "alice", Retracts: "01JGONE"}
+	b := NewDelivery("mb.example", p).AppendTo(nil, "bob@example.org")
+	var m struct {
+		ID      string `xml:"id,attr"`
+		Body    string `xml:"body"`
+		Retract struct {
+			ID string `xml:"id,attr"`
+		} `xml:"urn:xmpp:message-retract:1 retract"`
+		Fallback struct {
+			For string `xml:"for,attr"`
+		} `xml:"urn:xmpp:fallback:0 fallback"`
+		Entry *struct{} `xml:"http://www.w3.org/2005/Atom entry"`
+	}
+	if err := xml.Unmarshal(b, &m); err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	if m.Retract.ID != "01JGONE" || m.Fallback.For != "urn:xmpp:message-retract:1" || m.Body == "" || m.Entry != nil || m.ID != "01JRETRACT" {
+		t.Fatalf("retraction %+v\n%s", m, b)
+	}
+}

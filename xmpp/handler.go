@@ -3,7 +3,6 @@ package xmpp
 import (
 	"context"
 	"encoding/xml"
-	"strings"
 	"time"
 
 	"mellium.im/xmlstream"
@@ -35,36 +34,11 @@ func (c *Component) handler() xmpp.Handler {
 			return c.handleIQ(t, start)
 		case "message":
 			return c.handleMessage(t, start)
+		case "presence":
+			return c.handlePresence(t, start)
 		}
-		return nil // presence comes with the IM experience; ignored for now
+		return nil
 	})
-}
-
-func (c *Component) handleIQ(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
-	iq, err := stanza.NewIQ(*start)
-	if err != nil {
-		return nil
-	}
-	switch iq.Type {
-	case stanza.ResultIQ, stanza.ErrorIQ:
-		// Any answer, even an error, proves the server has routed
-		// everything written before the ping.
-		if strings.HasPrefix(iq.ID, pingPrefix) {
-			c.pings.answer(iq.ID, nil)
-		}
-		return nil
-	case stanza.GetIQ:
-		tok, err := t.Token()
-		if err != nil {
-			return nil
-		}
-		if el, ok := tok.(xml.StartElement); ok && el.Name == (xml.Name{Space: "urn:xmpp:ping", Local: "ping"}) {
-			_, err := xmlstream.Copy(t, iq.Result(nil))
-			return err
-		}
-	}
-	// mellium answers unhandled get and set with service-unavailable.
-	return nil
 }
 
 func (c *Component) handleMessage(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
@@ -73,24 +47,48 @@ func (c *Component) handleMessage(t xmlstream.TokenReadEncoder, start *xml.Start
 		c.log.Debug("undecodable message ignored", "err", err)
 		return nil
 	}
-	// Errors are never answered (no loops); chat states, receipts and other
-	// body-less messages need no reply; groupchat and headline are not
-	// conversations with us.
-	if m.Error != nil || m.Type == "error" || m.Type == "groupchat" || m.Type == "headline" || m.Body == nil {
-		return nil
-	}
 	from, err := jid.Parse(m.From)
 	if err != nil || m.From == "" {
 		return nil
 	}
 	to, err := jid.Parse(m.To)
-	if err != nil || !strings.EqualFold(to.Domainpart(), c.cfg.Domain) {
+	if err != nil || !c.ours(to) {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
-	reply := c.im.Reply(ctx, from.Bare().String(), to.Localpart(), *m.Body)
-	return c.reply(t, from, to.Bare(), reply)
+	// Errors are never answered (no loops); a bounced delivery counts
+	// against the follower's reachability.
+	if m.Error != nil || m.Type == "error" {
+		if to.Localpart() != "" {
+			if _, err := c.store.Bounced(ctx, from.Bare().String()); err != nil {
+				c.log.Warn("bounce not recorded", "from", from.Bare(), "err", err)
+			}
+		}
+		return nil
+	}
+	// Chat states, receipts and other body-less messages need no reply;
+	// groupchat and headline are not conversations with us.
+	if m.Type == "groupchat" || m.Type == "headline" || m.Body == nil {
+		return nil
+	}
+	follower := from.Bare().String()
+	switch c.limits.take(follower) {
+	case slowDown:
+		return c.reply(t, from, to.Bare(), "Slow down, please: too many commands at once. I'll listen again in a few seconds.")
+	case quiet:
+		return nil
+	}
+	ans := c.im.Answer(ctx, follower, to.Localpart(), *m.Body)
+	if err := c.reply(t, from, to.Bare(), ans.Text); err != nil {
+		return err
+	}
+	if ans.Followed {
+		// Ask once to see their presence, so posts skip them while
+		// they are offline.
+		return c.askPresence(ctx, t, c.domain, from.Bare())
+	}
+	return nil
 }
 
 // reply writes one chat message through the handler's encoder, from the JID

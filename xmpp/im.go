@@ -5,37 +5,40 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
 	"starling.dev/starling/fanout"
 )
 
-// Follows is the social graph as the IM commands need it.
-type Follows interface {
-	Follow(ctx context.Context, author, jid string) (bool, error)
-	Unfollow(ctx context.Context, author, jid string) (bool, error)
-	Following(ctx context.Context, jid string) ([]string, error)
-}
-
-// Authors reads authors' public records.
-type Authors interface {
-	Profile(ctx context.Context, username string) (fanout.Profile, error)
-	RecentPosts(ctx context.Context, username string, n int) ([]fanout.Post, error)
-}
-
 // IM answers IM commands. Every call of Reply yields exactly one reply text.
 type IM struct {
-	domain  string
-	follows Follows
-	authors Authors
-	log     *slog.Logger
-	now     func() time.Time
+	domain       string
+	store        Store
+	log          *slog.Logger
+	now          func() time.Time
+	maxFollowing int64
 }
 
-// NewIM returns the command interpreter for the component at domain.
-func NewIM(domain string, follows Follows, authors Authors, log *slog.Logger) *IM {
-	return &IM{domain: domain, follows: follows, authors: authors, log: log, now: time.Now}
+// followingPage is how many authors one "following" reply lists.
+const followingPage = 20
+
+// NewIM returns the command interpreter for the component at domain. A JID
+// may follow at most maxFollowing authors (zero means 1000).
+func NewIM(domain string, store Store, maxFollowing int, log *slog.Logger) *IM {
+	if maxFollowing <= 0 {
+		maxFollowing = 1000
+	}
+	return &IM{domain: domain, store: store, log: log, now: time.Now, maxFollowing: int64(maxFollowing)}
+}
+
+// Answer is the outcome of one command.
+type Answer struct {
+	// Text is the one reply to send.
+	Text string
+	// Followed is set when the command made the sender follow someone new.
+	Followed bool
 }
 
 const sorry = "Sorry, something went wrong on our side. Please try again in a moment."
@@ -43,79 +46,109 @@ const sorry = "Sorry, something went wrong on our side. Please try again in a mo
 // Reply interprets body, sent by the bare JID from to the author localpart
 // (empty for the service JID), and returns the one reply to send.
 func (im *IM) Reply(ctx context.Context, from, author, body string) string {
+	return im.Answer(ctx, from, author, body).Text
+}
+
+// Answer is Reply with what the command changed.
+func (im *IM) Answer(ctx context.Context, from, author, body string) Answer {
 	cmd := ParseCommand(body)
 	if cmd.Verb == "" {
-		return im.unknown(cmd, author)
+		return Answer{Text: im.unknown(cmd, author)}
 	}
 	target := author
 	if cmd.Verb.takesUser() {
 		switch {
 		case len(cmd.Args) > 1:
-			return usage(cmd.Verb)
+			return Answer{Text: usage(cmd.Verb)}
 		case len(cmd.Args) == 1:
 			u, ok, reason := ParseUser(cmd.Args[0], im.domain)
 			if !ok {
-				return reason
+				return Answer{Text: reason}
 			}
 			target = u
 		case target == "":
-			return usage(cmd.Verb)
+			return Answer{Text: usage(cmd.Verb)}
 		}
-	} else if len(cmd.Args) > 0 {
-		return usage(cmd.Verb)
+	} else if len(cmd.Args) > 0 && !(cmd.Verb == VerbFollowing && len(cmd.Args) == 1) {
+		return Answer{Text: usage(cmd.Verb)}
 	}
-	reply, err := im.run(ctx, cmd.Verb, from, target)
+	ans, err := im.run(ctx, cmd, from, target)
+	if err != nil {
+		return Answer{Text: im.failure(cmd.Verb, target, err)}
+	}
+	return ans
+}
+
+// failure is the reply to a command that failed.
+func (im *IM) failure(verb Verb, target string, err error) string {
 	if errors.Is(err, fanout.ErrUnknownUser) {
 		return fmt.Sprintf("There is no user %q on %s. Check the spelling, or send “help”.", target, im.domain)
 	}
-	if err != nil {
-		im.log.Error("im command failed", "verb", cmd.Verb, "err", err)
-		return sorry
-	}
-	return reply
+	im.log.Error("im command failed", "verb", verb, "err", err)
+	return sorry
 }
 
-func (im *IM) run(ctx context.Context, verb Verb, from, target string) (string, error) {
-	switch verb {
+func (im *IM) run(ctx context.Context, cmd Command, from, target string) (Answer, error) {
+	var text string
+	var err error
+	switch cmd.Verb {
 	case VerbHelp:
-		return im.help(), nil
+		text = im.help()
 	case VerbFollow:
-		return im.follow(ctx, from, target)
+		var added bool
+		text, added, err = im.Follow(ctx, from, target)
+		return Answer{Text: text, Followed: added}, err
 	case VerbUnfollow:
-		return im.unfollow(ctx, from, target)
+		text, err = im.Unfollow(ctx, from, target)
 	case VerbFollowing:
-		return im.following(ctx, from)
+		text, err = im.following(ctx, from, cmd.Args)
 	case VerbLast:
-		return im.last(ctx, target)
+		text, err = im.last(ctx, target)
 	case VerbWhois:
-		return im.whois(ctx, target)
-	default: // on, off
-		return "Pausing and resuming deliveries (on/off) is not available yet; “unfollow <user>” stops a single author.", nil
+		text, err = im.whois(ctx, target)
+	case VerbOff:
+		err = im.store.SetPaused(ctx, from, true)
+		text = "Deliveries paused: you get no posts until you send “on”. Nothing is kept for you meanwhile."
+	default: // on
+		err = im.store.SetPaused(ctx, from, false)
+		text = "Deliveries are on: new posts of the authors you follow will arrive here."
 	}
+	return Answer{Text: text}, err
 }
 
-func (im *IM) follow(ctx context.Context, from, author string) (string, error) {
-	p, err := im.authors.Profile(ctx, author)
+// Follow makes the bare JID from follow author, within the cap on follows,
+// and returns the reply; added is false when nothing changed. Following by
+// IM, by roster and by ad-hoc command all come here.
+func (im *IM) Follow(ctx context.Context, from, author string) (text string, added bool, err error) {
+	p, err := im.store.Profile(ctx, author)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
-	added, err := im.follows.Follow(ctx, author, from)
+	n, err := im.store.FollowingCount(ctx, from)
 	if err != nil {
-		return "", err
+		return "", false, err
+	}
+	if n >= im.maxFollowing {
+		return fmt.Sprintf("You follow %d authors, the most one address may follow here. Unfollow someone first.", n), false, nil
+	}
+	added, err = im.store.Follow(ctx, author, from)
+	if err != nil {
+		return "", false, err
 	}
 	if !added {
-		return fmt.Sprintf("You already follow %s.", name(p)), nil
+		return fmt.Sprintf("You already follow %s.", name(p)), false, nil
 	}
-	return fmt.Sprintf("You now follow %s. Their posts will arrive from %s@%s.", name(p), author, im.domain), nil
+	return fmt.Sprintf("You now follow %s. Their posts will arrive from %s@%s.", name(p), author, im.domain), true, nil
 }
 
-func (im *IM) unfollow(ctx context.Context, from, author string) (string, error) {
-	removed, err := im.follows.Unfollow(ctx, author, from)
+// Unfollow ends from's following of author and returns the reply.
+func (im *IM) Unfollow(ctx context.Context, from, author string) (string, error) {
+	removed, err := im.store.Unfollow(ctx, author, from)
 	if err != nil {
 		return "", err
 	}
 	if !removed {
-		if _, err := im.authors.Profile(ctx, author); err != nil {
+		if _, err := im.store.Profile(ctx, author); err != nil {
 			return "", err
 		}
 		return fmt.Sprintf("You were not following %s.", author), nil
@@ -123,23 +156,43 @@ func (im *IM) unfollow(ctx context.Context, from, author string) (string, error)
 	return fmt.Sprintf("You no longer follow %s.", author), nil
 }
 
-func (im *IM) following(ctx context.Context, from string) (string, error) {
-	authors, err := im.follows.Following(ctx, from)
+func (im *IM) following(ctx context.Context, from string, args []string) (string, error) {
+	page := 1
+	if len(args) == 1 {
+		n, err := strconv.Atoi(args[0])
+		if err != nil || n < 1 {
+			return "Usage: following [page], for example “following 2”.", nil
+		}
+		page = n
+	}
+	authors, err := im.store.Following(ctx, from)
 	if err != nil {
 		return "", err
 	}
 	if len(authors) == 0 {
 		return "You follow nobody yet. Send “follow <user>” to start.", nil
 	}
-	return fmt.Sprintf("You follow %d: %s", len(authors), strings.Join(authors, ", ")), nil
+	pages := (len(authors) + followingPage - 1) / followingPage
+	if page > pages {
+		return fmt.Sprintf("You follow %d; there are only %d page(s).", len(authors), pages), nil
+	}
+	if pages == 1 {
+		return fmt.Sprintf("You follow %d: %s", len(authors), strings.Join(authors, ", ")), nil
+	}
+	shown := authors[(page-1)*followingPage : min(page*followingPage, len(authors))]
+	text := fmt.Sprintf("You follow %d (page %d of %d): %s", len(authors), page, pages, strings.Join(shown, ", "))
+	if page < pages {
+		text += fmt.Sprintf(" — send “following %d” for more.", page+1)
+	}
+	return text, nil
 }
 
 func (im *IM) last(ctx context.Context, author string) (string, error) {
-	p, err := im.authors.Profile(ctx, author)
+	p, err := im.store.Profile(ctx, author)
 	if err != nil {
 		return "", err
 	}
-	posts, err := im.authors.RecentPosts(ctx, author, 1)
+	posts, err := im.store.RecentPosts(ctx, author, 1)
 	if err != nil {
 		return "", err
 	}
@@ -150,7 +203,11 @@ func (im *IM) last(ctx context.Context, author string) (string, error) {
 }
 
 func (im *IM) whois(ctx context.Context, author string) (string, error) {
-	p, err := im.authors.Profile(ctx, author)
+	p, err := im.store.Profile(ctx, author)
+	if err != nil {
+		return "", err
+	}
+	posts, err := im.store.RecentPosts(ctx, author, 1)
 	if err != nil {
 		return "", err
 	}
@@ -158,7 +215,15 @@ func (im *IM) whois(ctx context.Context, author string) (string, error) {
 	if display == "" {
 		display = author
 	}
-	return fmt.Sprintf("%s (%s@%s): %s, %s.", display, author, im.domain, count(p.Followers, "follower"), count(p.Posts, "post")), nil
+	text := fmt.Sprintf("%s (%s@%s): %s, %s", display, author, im.domain, count(p.Followers, "follower"), count(p.Posts, "post"))
+	if len(posts) > 0 {
+		text += fmt.Sprintf(", the latest %s ago", age(im.now().Sub(posts[0].CreatedAt)))
+	}
+	text += "."
+	if p.Bio != "" {
+		text += " " + p.Bio
+	}
+	return text, nil
 }
 
 func (im *IM) help() string {
@@ -166,6 +231,7 @@ func (im *IM) help() string {
 		"follow <user> — get their posts here (also: sub)\n" +
 		"unfollow <user> — stop (also: unsub, leave)\n" +
 		"following — whom you follow\n" +
+		"off — pause all deliveries (also: stop, quit); on — resume\n" +
 		"last <user> — their latest post (also: get)\n" +
 		"whois <user> — who they are\n" +
 		"help — this text\n" +
@@ -187,6 +253,8 @@ func usage(v Verb) string {
 	switch v {
 	case VerbFollow, VerbUnfollow, VerbLast, VerbWhois:
 		return fmt.Sprintf("Usage: %s <user>, for example “%s alice”.", v, v)
+	case VerbFollowing:
+		return "Usage: following [page], for example “following 2”."
 	default:
 		return fmt.Sprintf("Usage: %s (it takes no arguments).", v)
 	}

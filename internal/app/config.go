@@ -27,6 +27,10 @@ type Gateway struct {
 	XMPPAddr         string
 	XMPPSecret       string // from the environment only
 	XMPPPingTo       string
+	ProbeRate        float64
+	CommandRate      float64
+	CommandBurst     int
+	MaxFollowing     int
 }
 
 // API is the configuration of cmd/api.
@@ -35,6 +39,13 @@ type API struct {
 	HTTPAddr     string
 	AdminToken   string // from the environment only
 	MaxPostChars int
+	// PostHistory is how many posts per author stay addressable (GET
+	// /v1/statuses/{id}, pagination, IM "last").
+	PostHistory int
+	// Rate limits per client IP and per bearer token: requests per second
+	// (0 turns the limit off) and burst.
+	RateIP, RateToken           float64
+	RateIPBurst, RateTokenBurst int
 }
 
 // Env looks a variable up, like os.LookupEnv.
@@ -65,6 +76,17 @@ func (b *binder) integer(p *int, flagName, envName string, def int, usage string
 	b.fs.IntVar(p, flagName, def, usage+" ($"+envName+")")
 }
 
+func (b *binder) float(p *float64, flagName, envName string, def float64, usage string) {
+	if v, ok := b.env(envName); ok {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			b.err = errors.Join(b.err, fmt.Errorf("$%s: %q is not a number", envName, v))
+		}
+		def = f
+	}
+	b.fs.Float64Var(p, flagName, def, usage+" ($"+envName+")")
+}
+
 // secret reads a value that must come from the environment, never a flag.
 func (b *binder) secret(p *string, envName string) {
 	*p, _ = b.env(envName)
@@ -89,6 +111,10 @@ func ParseGateway(args []string, env Env) (Gateway, error) {
 	b.str(&c.DataDir, "data-dir", "STARLING_DATA_DIR", "./data", "JetStream storage of the embedded NATS server")
 	b.str(&c.XMPPAddr, "xmpp-addr", "STARLING_XMPP_ADDR", "127.0.0.1:5347", "the XMPP server's component port")
 	b.str(&c.XMPPPingTo, "xmpp-ping-to", "STARLING_XMPP_PING_TO", "", "JID answering delivery pings (default: the component domain's parent)")
+	b.float(&c.ProbeRate, "presence-probe-rate", "STARLING_PRESENCE_PROBE_RATE", 100, "presence probes per second after each connect")
+	b.float(&c.CommandRate, "command-rate", "STARLING_COMMAND_RATE", 1, "IM commands per second one JID may send, sustained")
+	b.integer(&c.CommandBurst, "command-burst", "STARLING_COMMAND_BURST", 10, "IM commands one JID may send at once")
+	b.integer(&c.MaxFollowing, "max-following", "STARLING_MAX_FOLLOWING", 1000, "most authors one JID may follow")
 	b.secret(&c.XMPPSecret, "STARLING_XMPP_SECRET")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -108,6 +134,9 @@ func (c Gateway) Validate() error {
 	if c.XMPPSecret == "" {
 		errs = append(errs, errors.New("STARLING_XMPP_SECRET is required"))
 	}
+	if c.ProbeRate <= 0 || c.CommandRate <= 0 || c.CommandBurst < 1 || c.MaxFollowing < 1 {
+		errs = append(errs, errors.New("probe rate, command rate and burst, and max following must be positive"))
+	}
 	if _, err := ParseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
 	}
@@ -122,6 +151,11 @@ func ParseAPI(args []string, env Env) (API, error) {
 	b.common(&c.Common, "nats://127.0.0.1:4222", "")
 	b.str(&c.HTTPAddr, "http-addr", "STARLING_HTTP_ADDR", "127.0.0.1:8080", "HTTP listen address")
 	b.integer(&c.MaxPostChars, "max-post-chars", "STARLING_MAX_POST_CHARS", 500, "longest post, in Unicode code points")
+	b.integer(&c.PostHistory, "post-history", "STARLING_POST_HISTORY", 1000, "posts per author kept addressable by id and for pagination")
+	b.float(&c.RateIP, "rate-ip", "STARLING_RATE_IP", 100, "requests per second per client IP; 0 turns the limit off")
+	b.integer(&c.RateIPBurst, "rate-ip-burst", "STARLING_RATE_IP_BURST", 200, "requests one client IP may make at once")
+	b.float(&c.RateToken, "rate-token", "STARLING_RATE_TOKEN", 50, "requests per second per bearer token; 0 turns the limit off")
+	b.integer(&c.RateTokenBurst, "rate-token-burst", "STARLING_RATE_TOKEN_BURST", 100, "requests one bearer token may make at once")
 	b.secret(&c.AdminToken, "STARLING_ADMIN_TOKEN")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -140,6 +174,12 @@ func (c API) Validate() error {
 	}
 	if c.MaxPostChars < 1 {
 		errs = append(errs, errors.New("STARLING_MAX_POST_CHARS must be at least 1"))
+	}
+	if c.PostHistory < 1 {
+		errs = append(errs, errors.New("STARLING_POST_HISTORY must be at least 1"))
+	}
+	if c.RateIP < 0 || c.RateToken < 0 || c.RateIPBurst < 1 || c.RateTokenBurst < 1 {
+		errs = append(errs, errors.New("STARLING_RATE_* must not be negative, and bursts at least 1"))
 	}
 	if _, err := ParseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)

@@ -69,8 +69,10 @@ func RunGateway(ctx context.Context, cfg Gateway, log *slog.Logger, hooks Gatewa
 	if err != nil {
 		return err
 	}
-	comp, err := xmpp.New(xmpp.NewIM(cfg.Domain, store, store, log), log, xmpp.Config{
+	comp, err := xmpp.New(store, log, xmpp.Config{
 		Domain: cfg.Domain, Addr: cfg.XMPPAddr, Secret: cfg.XMPPSecret, PingTo: cfg.XMPPPingTo,
+		ProbeRate: cfg.ProbeRate, CommandRate: cfg.CommandRate, CommandBurst: cfg.CommandBurst,
+		MaxFollowing: cfg.MaxFollowing,
 	})
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -48,7 +49,9 @@ func eachServer(t *testing.T, f func(t *testing.T, s *stack)) {
 	}
 }
 
-func startStack(t testing.TB, server testenv.XMPPServer) *stack {
+// startStack starts the whole system against the XMPP server, configured
+// from STARLING_* variables as the binaries are, with overrides on top.
+func startStack(t testing.TB, server testenv.XMPPServer, overrides ...map[string]string) *stack {
 	t.Helper()
 	s := &stack{redis: testenv.StartRedis(t), xmpp: server, srv: server.Info(), nats: testenv.StartNATS(t)}
 	js, err := jetstream.New(s.nats.Conn(t))
@@ -57,36 +60,68 @@ func startStack(t testing.TB, server testenv.XMPPServer) *stack {
 	}
 	s.js = js
 	log := slog.New(slog.NewTextHandler(&testWriter{t: t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	common := app.Common{
-		RedisURL: s.redis.URL, RedisPrefix: testenv.Prefix(t), NATSURL: s.nats.URL,
-		Domain: s.srv.ComponentDomain, MetricsAddr: "127.0.0.1:0", LogLevel: "debug",
+	env := map[string]string{
+		"STARLING_REDIS_URL": s.redis.URL, "STARLING_REDIS_PREFIX": testenv.Prefix(t), "STARLING_NATS_URL": s.nats.URL,
+		"STARLING_XMPP_DOMAIN": s.srv.ComponentDomain, "STARLING_METRICS_ADDR": "127.0.0.1:0", "STARLING_LOG_LEVEL": "debug",
+		"STARLING_XMPP_ADDR": s.srv.ComponentAddr, "STARLING_XMPP_SECRET": s.srv.Secret, "STARLING_XMPP_PING_TO": s.srv.Host,
+		"STARLING_HTTP_ADDR": "127.0.0.1:0", "STARLING_ADMIN_TOKEN": adminToken,
+		// Generous command limits, so that only the tests of the limits meet them.
+		"STARLING_COMMAND_RATE": "50", "STARLING_COMMAND_BURST": "50",
+	}
+	for _, o := range overrides {
+		for k, v := range o {
+			env[k] = v
+		}
+	}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	gwCfg, err := app.ParseGateway(nil, lookup)
+	if err != nil {
+		t.Fatalf("gateway config: %v", err)
+	}
+	apiCfg, err := app.ParseAPI(nil, lookup)
+	if err != nil {
+		t.Fatalf("api config: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	opsAddr, apiAddr := make(chan string, 1), make(chan string, 1)
+	failed := make(chan error, 2)
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		err := app.RunGateway(ctx, app.Gateway{
-			Common: common, XMPPAddr: s.srv.ComponentAddr, XMPPSecret: s.srv.Secret, XMPPPingTo: s.srv.Host,
-		}, log.With("proc", "gateway"), app.GatewayHooks{MetricsListening: func(a string) { opsAddr <- a }})
+		err := app.RunGateway(ctx, gwCfg, log.With("proc", "gateway"),
+			app.GatewayHooks{MetricsListening: func(a string) { opsAddr <- a }})
 		if err != nil {
-			t.Errorf("gateway: %v", err)
+			failed <- fmt.Errorf("gateway: %w", err)
 		}
 	}()
 	go func() {
 		defer wg.Done()
-		err := app.RunAPI(ctx, app.API{Common: common, HTTPAddr: "127.0.0.1:0", AdminToken: adminToken, MaxPostChars: 500},
+		err := app.RunAPI(ctx, apiCfg,
 			log.With("proc", "api"), app.APIHooks{Listening: func(a string) { apiAddr <- a }})
 		if err != nil {
-			t.Errorf("api: %v", err)
+			failed <- fmt.Errorf("api: %w", err)
 		}
 	}()
 	t.Cleanup(func() {
 		cancel()
 		wg.Wait()
+		select {
+		case err := <-failed:
+			t.Errorf("%v", err)
+		default:
+		}
 	})
-	s.ops, s.api = "http://"+<-opsAddr, "http://"+<-apiAddr
+	for s.ops == "" || s.api == "" {
+		select {
+		case a := <-opsAddr:
+			s.ops = "http://" + a
+		case a := <-apiAddr:
+			s.api = "http://" + a
+		case err := <-failed:
+			t.Fatalf("%v", err)
+		}
+	}
 	testenv.Eventually(t, 15*time.Second, func() bool { return s.componentConnected() }, "the gateway's component never connected to Prosody")
 	return s
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/xml"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,6 +21,28 @@ type Message struct {
 	Body               string
 	OriginID           string
 	HasBody            bool
+	// Retracts is the id in an XEP-0424 <retract/>, if any.
+	Retracts string
+	// Atom is the Atom entry the message carried, if any.
+	Atom *AtomEntry
+}
+
+// AtomEntry is the part of an Atom entry the tests check.
+type AtomEntry struct {
+	ID        string `xml:"id"`
+	Title     string `xml:"title"`
+	Published string `xml:"published"`
+	Content   string `xml:"content"`
+	Author    struct {
+		Name string `xml:"name"`
+		URI  string `xml:"uri"`
+	} `xml:"author"`
+}
+
+// Presence is a presence stanza a Client received.
+type Presence struct {
+	From, To, Type string
+	Status         string
 }
 
 // Client is a real XMPP client logged in over c2s (SASL PLAIN on loopback).
@@ -27,12 +50,22 @@ type Client struct {
 	JID  jid.JID
 	sess *xmpp.Session
 	msgs chan Message
+	pres chan Presence
 	done chan struct{}
+	// approve answers subscription requests with "subscribed" when set.
+	approve bool
 }
+
+// ClientOption changes how DialClient sets a client up.
+type ClientOption func(*Client)
+
+// ApproveSubscriptions makes the client grant every presence subscription
+// request, as a user clicking "allow" would.
+func ApproveSubscriptions() ClientOption { return func(c *Client) { c.approve = true } }
 
 // DialClient logs user@host in at addr with a resource, sends initial
 // presence, and collects incoming messages until the test ends.
-func DialClient(t testing.TB, addr, user, host, password string) *Client {
+func DialClient(t testing.TB, addr, user, host, password string, opts ...ClientOption) *Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -53,7 +86,10 @@ func DialClient(t testing.TB, addr, user, host, password string) *Client {
 		conn.Close()
 		t.Fatalf("testenv: client login %s: %v", origin, err)
 	}
-	c := &Client{JID: sess.LocalAddr(), sess: sess, msgs: make(chan Message, 1024), done: make(chan struct{})}
+	c := &Client{JID: sess.LocalAddr(), sess: sess, msgs: make(chan Message, 1024), pres: make(chan Presence, 1024), done: make(chan struct{})}
+	for _, o := range opts {
+		o(c)
+	}
 	go func() {
 		defer close(c.done)
 		_ = sess.Serve(xmpp.HandlerFunc(c.handle))
@@ -78,23 +114,50 @@ type wireMessage struct {
 	OriginID struct {
 		ID string `xml:"id,attr"`
 	} `xml:"urn:xmpp:sid:0 origin-id"`
+	Retract struct {
+		ID string `xml:"id,attr"`
+	} `xml:"urn:xmpp:message-retract:1 retract"`
+	Atom *AtomEntry `xml:"http://www.w3.org/2005/Atom entry"`
+}
+
+type wirePresence struct {
+	Type   string `xml:"type,attr"`
+	From   string `xml:"from,attr"`
+	To     string `xml:"to,attr"`
+	Status string `xml:"status"`
 }
 
 func (c *Client) handle(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
-	if start.Name.Local != "message" {
-		return nil
-	}
-	var m wireMessage
-	if err := xml.NewTokenDecoder(xmlstream.MultiReader(xmlstream.Token(*start), t)).Decode(&m); err != nil {
-		return nil
-	}
-	msg := Message{From: m.From, To: m.To, Type: m.Type, ID: m.ID, OriginID: m.OriginID.ID}
-	if m.Body != nil {
-		msg.Body, msg.HasBody = *m.Body, true
-	}
-	select {
-	case c.msgs <- msg:
-	default: // a test that ignores its messages must not block the stream
+	d := xml.NewTokenDecoder(xmlstream.MultiReader(xmlstream.Token(*start), t))
+	switch start.Name.Local {
+	case "message":
+		var m wireMessage
+		if err := d.Decode(&m); err != nil {
+			return nil
+		}
+		msg := Message{From: m.From, To: m.To, Type: m.Type, ID: m.ID, OriginID: m.OriginID.ID, Retracts: m.Retract.ID, Atom: m.Atom}
+		if m.Body != nil {
+			msg.Body, msg.HasBody = *m.Body, true
+		}
+		select {
+		case c.msgs <- msg:
+		default: // a test that ignores its messages must not block the stream
+		}
+	case "presence":
+		var p wirePresence
+		if err := d.Decode(&p); err != nil {
+			return nil
+		}
+		if p.Type == "subscribe" && c.approve {
+			reply := stanza.Presence{To: jid.MustParse(p.From), Type: stanza.SubscribedPresence}
+			if _, err := xmlstream.Copy(t, reply.Wrap(nil)); err != nil {
+				return err
+			}
+		}
+		select {
+		case c.pres <- Presence{From: p.From, To: p.To, Type: p.Type, Status: p.Status}:
+		default:
+		}
 	}
 	return nil
 }
@@ -154,4 +217,81 @@ func (c *Client) Pending() []Message {
 			return out
 		}
 	}
+}
+
+// NextPresence returns the next presence matching keep, failing the test if
+// none arrives in time; others are dropped.
+func (c *Client) NextPresence(t testing.TB, within time.Duration, keep func(Presence) bool) Presence {
+	t.Helper()
+	timer := time.NewTimer(within)
+	defer timer.Stop()
+	for {
+		select {
+		case p := <-c.pres:
+			if keep(p) {
+				return p
+			}
+		case <-timer.C:
+			t.Fatalf("testenv: %s received no matching presence within %s", c.JID, within)
+			return Presence{}
+		}
+	}
+}
+
+// SendPresence sends a presence of the given type ("" for available) to the
+// JID ("" for a broadcast).
+func (c *Client) SendPresence(t testing.TB, to string, typ stanza.PresenceType) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	p := stanza.Presence{Type: typ}
+	if to != "" {
+		p.To = jid.MustParse(to)
+	}
+	if err := c.sess.Send(ctx, p.Wrap(nil)); err != nil {
+		t.Fatalf("testenv: client presence to %q: %v", to, err)
+	}
+}
+
+// SendRaw writes raw XML (one or more whole stanzas) to the server.
+func (c *Client) SendRaw(t testing.TB, raw string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.sess.Send(ctx, xml.NewDecoder(strings.NewReader(raw))); err != nil {
+		t.Fatalf("testenv: client raw send: %v", err)
+	}
+}
+
+// IQ sends an IQ of the given type to the JID with the raw XML payload and
+// returns the raw XML of the response (result or error).
+func (c *Client) IQ(t testing.TB, to string, typ stanza.IQType, payload string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	iq := stanza.IQ{To: jid.MustParse(to), Type: typ}
+	var r xml.TokenReader
+	if payload != "" {
+		r = xml.NewDecoder(strings.NewReader(payload))
+	}
+	resp, err := c.sess.SendIQ(ctx, iq.Wrap(r))
+	if err != nil {
+		t.Fatalf("testenv: iq to %s: %v", to, err)
+	}
+	defer resp.Close()
+	var b strings.Builder
+	e := xml.NewEncoder(&b)
+	if _, err := xmlstream.Copy(e, resp); err != nil {
+		t.Fatalf("testenv: iq response from %s: %v", to, err)
+	}
+	if err := e.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// Close logs the client out (unavailable presence, end of stream).
+func (c *Client) Close() {
+	_ = c.sess.Close()
+	<-c.done
 }

@@ -1,0 +1,291 @@
+package xmpp
+
+import (
+	"bytes"
+	"context"
+	"encoding/xml"
+	"errors"
+	"strings"
+
+	"mellium.im/xmlstream"
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
+
+	"starling.dev/starling/fanout"
+)
+
+// Namespaces the component answers.
+const (
+	nsDiscoInfo  = "http://jabber.org/protocol/disco#info"
+	nsDiscoItems = "http://jabber.org/protocol/disco#items"
+	nsPing       = "urn:xmpp:ping"
+	nsVersion    = "jabber:iq:version"
+	nsVCard      = "vcard-temp"
+	nsCommands   = "http://jabber.org/protocol/commands"
+	nsDataForms  = "jabber:x:data"
+)
+
+// SoftwareName and SoftwareVersion answer XEP-0092 queries.
+const (
+	SoftwareName    = "Starling"
+	SoftwareVersion = "0.1.0"
+)
+
+// inIQ is an incoming IQ with its one payload element.
+type inIQ struct {
+	ID      string `xml:"id,attr"`
+	Type    string `xml:"type,attr"`
+	From    string `xml:"from,attr"`
+	To      string `xml:"to,attr"`
+	Payload struct {
+		XMLName   xml.Name
+		Node      string    `xml:"node,attr"`
+		Action    string    `xml:"action,attr"`
+		SessionID string    `xml:"sessionid,attr"`
+		Form      *dataForm `xml:"jabber:x:data x"`
+	} `xml:",any"`
+}
+
+// iqRequest is a decoded get or set addressed to one of our JIDs.
+type iqRequest struct {
+	stanza inIQ
+	iq     stanza.IQ // for Result and Error, with to and from parsed
+	from   jid.JID
+	author string // "" for the service JID
+}
+
+func (c *Component) handleIQ(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
+	var in inIQ
+	if err := decodeStanza(t, start, &in); err != nil {
+		return nil
+	}
+	switch stanza.IQType(in.Type) {
+	case stanza.ResultIQ, stanza.ErrorIQ:
+		// Any answer, even an error, proves the server has routed
+		// everything written before the ping.
+		if strings.HasPrefix(in.ID, pingPrefix) {
+			c.pings.answer(in.ID, nil)
+		}
+		return nil
+	case stanza.GetIQ, stanza.SetIQ:
+	default:
+		return nil
+	}
+	from, err1 := jid.Parse(in.From)
+	to, err2 := jid.Parse(in.To)
+	if err1 != nil || err2 != nil || !c.ours(to) {
+		return nil // mellium answers service-unavailable
+	}
+	req := iqRequest{
+		stanza: in,
+		iq:     stanza.IQ{ID: in.ID, Type: stanza.IQType(in.Type), From: from, To: to},
+		from:   from,
+		author: to.Localpart(),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	defer cancel()
+	if req.author != "" {
+		if _, err := c.store.Profile(ctx, req.author); err != nil {
+			return c.iqError(t, req, errCondition(err))
+		}
+	}
+	payload, err := c.answerIQ(ctx, req)
+	if err != nil {
+		return c.iqError(t, req, errCondition(err))
+	}
+	_, err = xmlstream.Copy(t, req.iq.Result(payload))
+	return err
+}
+
+// Errors answerIQ returns, mapped to stanza error conditions.
+var (
+	errNotFound       = errors.New("item-not-found")
+	errNotImplemented = errors.New("feature-not-implemented")
+	errBadRequest     = errors.New("bad-request")
+	errSlowDown       = errors.New("resource-constraint")
+)
+
+func errCondition(err error) stanza.Error {
+	switch {
+	case errors.Is(err, fanout.ErrUnknownUser), errors.Is(err, errNotFound):
+		return stanza.Error{Type: stanza.Cancel, Condition: stanza.ItemNotFound}
+	case errors.Is(err, errNotImplemented):
+		return stanza.Error{Type: stanza.Cancel, Condition: stanza.FeatureNotImplemented}
+	case errors.Is(err, errBadRequest):
+		return stanza.Error{Type: stanza.Modify, Condition: stanza.BadRequest}
+	case errors.Is(err, errSlowDown):
+		return stanza.Error{Type: stanza.Wait, Condition: stanza.ResourceConstraint}
+	}
+	return stanza.Error{Type: stanza.Wait, Condition: stanza.InternalServerError}
+}
+
+func (c *Component) iqError(t xmlstream.TokenWriter, req iqRequest, e stanza.Error) error {
+	_, err := xmlstream.Copy(t, req.iq.Error(e))
+	return err
+}
+
+// answerIQ returns the payload of the result, or an error for an error
+// reply.
+func (c *Component) answerIQ(ctx context.Context, req iqRequest) (xml.TokenReader, error) {
+	name := req.stanza.Payload.XMLName
+	get := req.iq.Type == stanza.GetIQ
+	switch {
+	case get && name.Space == nsPing && name.Local == "ping":
+		return nil, nil
+	case get && name.Space == nsDiscoInfo:
+		return c.discoInfo(ctx, req.author, req.stanza.Payload.Node)
+	case get && name.Space == nsDiscoItems:
+		return c.discoItems(req.author, req.stanza.Payload.Node)
+	case get && name.Space == nsVersion && req.author == "":
+		return marshal(versionQuery{Name: SoftwareName, Version: SoftwareVersion}), nil
+	case get && name.Space == nsVCard:
+		return c.vcard(ctx, req.author)
+	case !get && name.Space == nsCommands && name.Local == "command" && req.author == "":
+		return c.adhoc(ctx, req)
+	}
+	return nil, errNotImplemented
+}
+
+type identity struct {
+	Category string `xml:"category,attr"`
+	Type     string `xml:"type,attr"`
+	Name     string `xml:"name,attr,omitempty"`
+}
+
+type feature struct {
+	Var string `xml:"var,attr"`
+}
+
+type discoInfoQuery struct {
+	XMLName    xml.Name   `xml:"http://jabber.org/protocol/disco#info query"`
+	Node       string     `xml:"node,attr,omitempty"`
+	Identities []identity `xml:"identity"`
+	Features   []feature  `xml:"feature"`
+}
+
+type discoItem struct {
+	JID  string `xml:"jid,attr"`
+	Node string `xml:"node,attr,omitempty"`
+	Name string `xml:"name,attr,omitempty"`
+}
+
+type discoItemsQuery struct {
+	XMLName xml.Name    `xml:"http://jabber.org/protocol/disco#items query"`
+	Node    string      `xml:"node,attr,omitempty"`
+	Items   []discoItem `xml:"item"`
+}
+
+type versionQuery struct {
+	XMLName xml.Name `xml:"jabber:iq:version query"`
+	Name    string   `xml:"name"`
+	Version string   `xml:"version"`
+}
+
+type vcardTemp struct {
+	XMLName  xml.Name `xml:"vcard-temp vCard"`
+	FN       string   `xml:"FN"`
+	Nickname string   `xml:"NICKNAME,omitempty"`
+	Desc     string   `xml:"DESC,omitempty"`
+	URL      string   `xml:"URL,omitempty"`
+}
+
+func features(vars ...string) []feature {
+	out := make([]feature, len(vars))
+	for i, v := range vars {
+		out[i] = feature{Var: v}
+	}
+	return out
+}
+
+// discoInfo describes the service JID (and its command nodes) or an author.
+func (c *Component) discoInfo(ctx context.Context, author, node string) (xml.TokenReader, error) {
+	q := discoInfoQuery{Node: node}
+	switch {
+	case author != "" && node == "":
+		p, err := c.store.Profile(ctx, author)
+		if err != nil {
+			return nil, err
+		}
+		q.Identities = []identity{{Category: "client", Type: "bot", Name: displayName(p)}}
+		q.Features = features(nsDiscoInfo, nsPing, nsVCard, nsSID)
+	case author != "":
+		return nil, errNotFound
+	case node == "":
+		q.Identities = []identity{{Category: "component", Type: "generic", Name: SoftwareName + " microblog"}}
+		q.Features = features(nsDiscoInfo, nsDiscoItems, nsPing, nsVersion, nsVCard, nsCommands, nsSID)
+	case node == nsCommands:
+		q.Identities = []identity{{Category: "automation", Type: "command-list", Name: "Commands"}}
+		q.Features = features(nsCommands)
+	case adhocCommand(node) != nil:
+		q.Identities = []identity{{Category: "automation", Type: "command-node", Name: adhocCommand(node).name}}
+		q.Features = features(nsCommands, nsDataForms)
+	default:
+		return nil, errNotFound
+	}
+	return marshal(q), nil
+}
+
+// discoItems lists the ad-hoc commands; nothing else has items.
+func (c *Component) discoItems(author, node string) (xml.TokenReader, error) {
+	q := discoItemsQuery{Node: node}
+	switch {
+	case author == "" && node == nsCommands:
+		for _, cmd := range adhocCommands {
+			q.Items = append(q.Items, discoItem{JID: c.cfg.Domain, Node: cmd.node, Name: cmd.name})
+		}
+	case node != "":
+		return nil, errNotFound
+	}
+	return marshal(q), nil
+}
+
+// vcard gives clients a name to show for an author ("Alice", not a bare
+// address) and for the service.
+func (c *Component) vcard(ctx context.Context, author string) (xml.TokenReader, error) {
+	if author == "" {
+		return marshal(vcardTemp{FN: SoftwareName, Desc: "Microblog posts over XMPP. Send “help” for the commands."}), nil
+	}
+	p, err := c.store.Profile(ctx, author)
+	if err != nil {
+		return nil, err
+	}
+	return marshal(vcardTemp{FN: displayName(p), Nickname: author, Desc: p.Bio, URL: "xmpp:" + author + "@" + c.cfg.Domain}), nil
+}
+
+func displayName(p fanout.Profile) string {
+	if p.DisplayName != "" {
+		return p.DisplayName
+	}
+	return p.Username
+}
+
+// marshal turns a payload struct into tokens. encoding/xml is fine here: IQs
+// are rare, unlike deliveries.
+func marshal(v any) xml.TokenReader {
+	b, err := xml.Marshal(v)
+	if err != nil {
+		panic("xmpp: marshal of a fixed payload type: " + err.Error())
+	}
+	return stripXMLNS(xml.NewDecoder(bytes.NewReader(b)))
+}
+
+// stripXMLNS drops the xmlns attributes a decoder reports beside the
+// namespace it already put in each element's name: re-encoded, they would
+// be written twice, a duplicate attribute that ends the stream.
+func stripXMLNS(r xml.TokenReader) xml.TokenReader {
+	return xmlstream.Map(func(t xml.Token) xml.Token {
+		start, ok := t.(xml.StartElement)
+		if !ok {
+			return t
+		}
+		attrs := start.Attr[:0:0]
+		for _, a := range start.Attr {
+			if a.Name.Space == "" && a.Name.Local == "xmlns" {
+				continue
+			}
+			attrs = append(attrs, a)
+		}
+		start.Attr = attrs
+		return start
+	})(r)
+}

@@ -1,0 +1,159 @@
+package xmpp
+
+import (
+	"context"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"mellium.im/xmlstream"
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
+
+	"starling.dev/starling/fanout"
+)
+
+// inPresence is the part of an incoming presence the component reads.
+type inPresence struct {
+	Type string `xml:"type,attr"`
+	From string `xml:"from,attr"`
+	To   string `xml:"to,attr"`
+}
+
+// statusChars bounds an author's presence status (their latest post).
+const statusChars = 140
+
+// handlePresence implements following by roster and learns availability.
+// Presence from a follower's resource, to any of our JIDs, tells whether
+// they are online; subscriptions to an author's JID are follows.
+func (c *Component) handlePresence(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
+	var p inPresence
+	if err := decodeStanza(t, start, &p); err != nil {
+		return nil
+	}
+	from, err := jid.Parse(p.From)
+	if err != nil || p.From == "" {
+		return nil
+	}
+	to, err := jid.Parse(p.To)
+	if err != nil || !c.ours(to) {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	defer cancel()
+	follower, ours, author := from.Bare().String(), to.Bare(), to.Localpart()
+	c.log.Debug("presence", "type", p.Type, "from", p.From, "to", p.To)
+	switch stanza.PresenceType(p.Type) {
+	case stanza.AvailablePresence, stanza.UnavailablePresence:
+		if _, err := c.store.SetPresence(ctx, follower, from.Resourcepart(), p.Type == ""); err != nil {
+			c.log.Warn("presence not recorded", "from", follower, "err", err)
+		}
+		return nil
+	case stanza.SubscribePresence:
+		return c.subscribe(ctx, t, from, ours, author)
+	case stanza.UnsubscribePresence:
+		if author != "" {
+			if _, err := c.im.Unfollow(ctx, follower, author); err != nil && !errors.Is(err, fanout.ErrUnknownUser) {
+				c.log.Warn("unfollow by roster failed", "from", follower, "author", author, "err", err)
+			}
+		}
+		return writePresence(t, ours, from.Bare(), stanza.UnsubscribedPresence, "")
+	case stanza.SubscribedPresence, stanza.UnsubscribedPresence:
+		// The follower granted (or revoked) our JID their presence.
+		granted := p.Type == string(stanza.SubscribedPresence)
+		if err := c.store.Granted(ctx, follower, ours.String(), granted); err != nil {
+			c.log.Warn("presence grant not recorded", "from", follower, "err", err)
+		}
+		return nil
+	case stanza.ProbePresence:
+		return c.answerProbe(ctx, t, from, ours, author)
+	}
+	return nil // errors are never answered
+}
+
+// subscribe answers a subscription request: to an author's JID it follows
+// the author; to the service JID it is accepted. Either way we ask for the
+// follower's presence in return, once, so we learn when they are online.
+func (c *Component) subscribe(ctx context.Context, w xmlstream.TokenWriter, from, ours jid.JID, author string) error {
+	follower := from.Bare()
+	if author != "" {
+		_, _, err := c.im.Follow(ctx, follower.String(), author)
+		if err != nil {
+			if !errors.Is(err, fanout.ErrUnknownUser) {
+				c.log.Warn("follow by roster failed", "from", follower, "author", author, "err", err)
+			}
+			return writePresence(w, ours, follower, stanza.UnsubscribedPresence, "")
+		}
+	}
+	if err := writePresence(w, ours, follower, stanza.SubscribedPresence, ""); err != nil {
+		return err
+	}
+	if err := c.writeAvailable(ctx, w, ours, follower, author); err != nil {
+		return err
+	}
+	return c.askPresence(ctx, w, ours, follower)
+}
+
+// askPresence sends a subscription request from ours to the follower the
+// first time we meet them, never again: no nagging.
+func (c *Component) askPresence(ctx context.Context, w xmlstream.TokenWriter, ours, follower jid.JID) error {
+	first, err := c.store.FirstAsk(ctx, follower.String())
+	if err != nil {
+		c.log.Warn("presence request not recorded", "to", follower, "err", err)
+		return nil
+	}
+	if !first {
+		return nil
+	}
+	return writePresence(w, ours, follower, stanza.SubscribePresence, "")
+}
+
+// answerProbe tells a follower an author's presence: available with the
+// latest post as status, or unsubscribed if they do not follow.
+func (c *Component) answerProbe(ctx context.Context, w xmlstream.TokenWriter, from, ours jid.JID, author string) error {
+	follower := from.Bare()
+	if author != "" {
+		following, err := c.store.Following(ctx, follower.String())
+		if err != nil {
+			c.log.Warn("probe not answered", "from", follower, "err", err)
+			return nil
+		}
+		if !slices.Contains(following, author) {
+			return writePresence(w, ours, follower, stanza.UnsubscribedPresence, "")
+		}
+	}
+	return c.writeAvailable(ctx, w, ours, from, author)
+}
+
+// writeAvailable sends our JID's available presence: an author's status is
+// their latest post, the service's a hint.
+func (c *Component) writeAvailable(ctx context.Context, w xmlstream.TokenWriter, ours, to jid.JID, author string) error {
+	status := "Send “help” for the commands."
+	if author != "" {
+		status = ""
+		posts, err := c.store.RecentPosts(ctx, author, 1)
+		if err != nil {
+			c.log.Warn("latest post for presence", "author", author, "err", err)
+		} else if len(posts) > 0 {
+			status = fmt.Sprintf("%s (%s ago)", truncate(SanitizeText(posts[0].Text), statusChars), age(time.Since(posts[0].CreatedAt)))
+		}
+	}
+	return writePresence(w, ours, to, stanza.AvailablePresence, status)
+}
+
+// writePresence writes one presence stanza through w.
+func writePresence(w xmlstream.TokenWriter, from, to jid.JID, typ stanza.PresenceType, status string) error {
+	var payload xml.TokenReader
+	if status != "" {
+		payload = xmlstream.Wrap(xmlstream.Token(xml.CharData(status)), xml.StartElement{Name: xml.Name{Local: "status"}})
+	}
+	_, err := xmlstream.Copy(w, stanza.Presence{From: from, To: to, Type: typ}.Wrap(payload))
+	return err
+}
+
+// ours reports whether j is the service JID or an author JID of ours.
+func (c *Component) ours(j jid.JID) bool {
+	return j.Domainpart() == c.domain.Domainpart()
+}

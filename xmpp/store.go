@@ -1,0 +1,50 @@
+package xmpp
+
+import (
+	"context"
+
+	"starling.dev/starling/fanout"
+)
+
+// Follows is the social graph as the component needs it.
+type Follows interface {
+	Follow(ctx context.Context, author, jid string) (bool, error)
+	Unfollow(ctx context.Context, author, jid string) (bool, error)
+	Following(ctx context.Context, jid string) ([]string, error)
+	FollowingCount(ctx context.Context, jid string) (int64, error)
+}
+
+// Authors reads authors' public records.
+type Authors interface {
+	Profile(ctx context.Context, username string) (fanout.Profile, error)
+	RecentPosts(ctx context.Context, username string, n int) ([]fanout.Post, error)
+}
+
+// Presences keeps what the component learns of followers' availability.
+type Presences interface {
+	// SetPresence records a resource coming or going; it reports whether
+	// the JID has any resource online.
+	SetPresence(ctx context.Context, jid, resource string, available bool) (bool, error)
+	// Bounced counts a delivery that came back as an error.
+	Bounced(ctx context.Context, jid string) (int64, error)
+	// SetPaused records "off" (true) or "on" (false).
+	SetPaused(ctx context.Context, jid string, paused bool) error
+}
+
+// Subscriptions remembers presence subscriptions followers granted us.
+type Subscriptions interface {
+	// FirstAsk reports whether we never asked the JID before (and now have).
+	FirstAsk(ctx context.Context, jid string) (bool, error)
+	// Granted records that jid granted (or revoked) our JID ours its presence.
+	Granted(ctx context.Context, jid, ours string, granted bool) error
+	// ProbeTargets pages through the grants: {their JID, our JID} pairs.
+	ProbeTargets(ctx context.Context, cursor uint64, count int) ([][2]string, uint64, error)
+}
+
+// Store is everything the component keeps in its store.
+type Store interface {
+	Follows
+	Authors
+	Presences
+	Subscriptions
+}
