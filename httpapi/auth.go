@@ -53,9 +53,7 @@ func (s *server) requireAdmin(w http.ResponseWriter, r *http.Request) bool {
 		unauthorized(w, "", "this endpoint needs the admin bearer token")
 		return false
 	}
-	// Comparing hashes keeps the comparison constant-time in the length too.
-	got := sha256.Sum256([]byte(token))
-	if subtle.ConstantTimeCompare(got[:], s.adminHash[:]) != 1 {
+	if !s.isAdminToken(token) {
 		writeProblem(w, blank(http.StatusForbidden, "the bearer token is not the admin token"))
 		return false
 	}
@@ -70,6 +68,56 @@ func (s *server) authenticate(w http.ResponseWriter, r *http.Request) (string, b
 		unauthorized(w, "", "this endpoint needs the user's bearer token")
 		return "", false
 	}
+	return s.userByToken(w, r, token)
+}
+
+// unauthorized answers 401 with the RFC 6750 challenge.
+func unauthorized(w http.ResponseWriter, code, detail string) {
+	challenge := `Bearer realm="starling"`
+	if code != "" {
+		challenge += `, error="` + code + `"`
+	}
+	w.Header().Set("WWW-Authenticate", challenge)
+	writeProblem(w, blank(http.StatusUnauthorized, detail))
+}
+
+// caller is who a request authenticated as: the admin, or a user.
+type caller struct {
+	admin bool
+	user  string
+}
+
+// may reports whether the caller is the admin or the user named.
+func (c caller) may(user string) bool { return c.admin || c.user == user }
+
+// identify authenticates the request's bearer token as the admin token or a
+// user's token. If it returns false it has answered 401.
+func (s *server) identify(w http.ResponseWriter, r *http.Request) (caller, bool) {
+	token, ok := bearerToken(r)
+	if !ok {
+		unauthorized(w, "", "this endpoint needs a bearer token")
+		return caller{}, false
+	}
+	if s.isAdminToken(token) {
+		return caller{admin: true}, true
+	}
+	user, ok := s.userByToken(w, r, token)
+	return caller{user: user}, ok
+}
+
+// isAdminToken compares token with the admin token in constant time.
+func (s *server) isAdminToken(token string) bool {
+	if s.cfg.AdminToken == "" {
+		return false
+	}
+	// Comparing hashes keeps the comparison constant-time in the length too.
+	got := sha256.Sum256([]byte(token))
+	return subtle.ConstantTimeCompare(got[:], s.adminHash[:]) == 1
+}
+
+// userByToken looks a user token up by its hash. If it returns false it has
+// answered.
+func (s *server) userByToken(w http.ResponseWriter, r *http.Request, token string) (string, bool) {
 	user, err := s.acc.UserByTokenHash(r.Context(), hashToken(token))
 	switch {
 	case errors.Is(err, fanout.ErrUnknownToken):
@@ -82,12 +130,7 @@ func (s *server) authenticate(w http.ResponseWriter, r *http.Request) (string, b
 	return user, true
 }
 
-// unauthorized answers 401 with the RFC 6750 challenge.
-func unauthorized(w http.ResponseWriter, code, detail string) {
-	challenge := `Bearer realm="starling"`
-	if code != "" {
-		challenge += `, error="` + code + `"`
-	}
-	w.Header().Set("WWW-Authenticate", challenge)
-	writeProblem(w, blank(http.StatusUnauthorized, detail))
+// forbidden answers 403.
+func forbidden(w http.ResponseWriter, detail string) {
+	writeProblem(w, blank(http.StatusForbidden, detail))
 }

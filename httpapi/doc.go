@@ -1,13 +1,23 @@
-// Package httpapi is Starling's REST API: a chi router that creates authors,
-// accepts their posts and hands each post to JetStream before answering.
+// Package httpapi is Starling's REST API: a chi router that manages authors
+// and their tokens, accepts and deletes posts, pages through an author's
+// posts and followers, imports followers in bulk, and serves its own OpenAPI
+// 3.1 document at /openapi.yaml (openapi.yaml, embedded).
 //
 // A post is acknowledged with 202 only after the Publisher has returned, that
 // is after JetStream has stored it; when it cannot, the client gets 503 with
 // Retry-After and may retry with the same Idempotency-Key, which can only ever
-// repeat the first post. Every error is an RFC 9457 application/problem+json
-// document.
+// repeat the first post. Deleting a post publishes its XEP-0424 retraction the
+// same way and removes the post only once JetStream holds the retraction.
+// Every error is an RFC 9457 application/problem+json document.
 //
-// The package depends on two small interfaces declared here, Accounts and
-// Publisher, and on nothing but fanout among Starling's packages; cmd/api
-// wires in the Redis store and the JetStream publisher.
+// Requests are rate limited per client IP and per bearer token (token
+// buckets, 429 with Retry-After). Tokens are stored only as SHA-256 hashes;
+// the admin token is compared in constant time; no token, path or query
+// reaches a log line. The package's tests validate every request and answer
+// they exchange against openapi.yaml.
+//
+// The package depends on small interfaces declared here (Users, Posts,
+// Followers, together Accounts; and Publisher), and on nothing but fanout
+// among Starling's packages; internal/app wires in the Redis store and the
+// JetStream publisher.
 package httpapi

@@ -98,3 +98,11 @@ func TestMetricsRegisteredOnce(t *testing.T) {
 		t.Fatal("a second handler registered the same metrics without error")
 	}
 }
+
+// wantCounter checks the sum of a counter family's samples with labels.
+func (e *apiEnv) wantCounter(t *testing.T, name string, labels map[string]string, want float64) {
+	t.Helper()
+	if got := e.counter(t, name, labels); got != want {
+		t.Fatalf("%s%v = %v, want %v", name, labels, got, want)
+	}
+}

@@ -119,3 +119,47 @@ func wantStreamMsgs(t *testing.T, stream jetstream.Stream, n uint64) {
 		t.Fatalf("%s holds %d messages, want %d", info.Config.Name, info.State.Msgs, n)
 	}
 }
+
+// TestDeleteThroughJetStream shows that 204 means the retraction is stored
+// in POSTS, and that with NATS gone a deletion answers 503 and leaves the
+// post in place.
+func TestDeleteThroughJetStream(t *testing.T) {
+	e := newJetStreamAPI(t, true)
+	ctx := context.Background()
+	token := e.createUser(t, "alice")
+	id := acceptedID(t, e.post(t, token, "", "regrettable"))
+	keep := acceptedID(t, e.post(t, token, "", "keeper"))
+	del := func(id string, ctx context.Context) *responseRecorder {
+		return e.do(t, request{method: http.MethodDelete, path: "/v1/statuses/" + id, header: bearer(token), ctx: ctx})
+	}
+	if rec := del(id, ctx); rec.Code != http.StatusNoContent {
+		t.Fatalf("delete: %d %s", rec.Code, rec.Body)
+	}
+	stream, err := e.js.Stream(ctx, fanout.PostsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := stream.GetLastMsgForSubject(ctx, fanout.PostsSubjectPrefix+"alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	retraction, err := fanout.DecodePost(msg.Data)
+	if err != nil || retraction.Retracts != id || retraction.ID == id || msg.Header.Get(jetstream.MsgIDHeader) != retraction.ID {
+		t.Fatalf("last message %+v, %v; want the retraction of %s", retraction, err, id)
+	}
+	wantStreamMsgs(t, stream, 3)
+
+	e.nats.Stop()
+	testenv.Eventually(t, 5*time.Second, func() bool { return e.nc.Status() != nats.CONNECTED },
+		"client still connected after the server stopped")
+	reqCtx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	rec := del(keep, reqCtx)
+	wantProblem(t, rec, http.StatusServiceUnavailable, typeBlank, "retry")
+	if rec.Header().Get("Retry-After") != "1" {
+		t.Fatalf("Retry-After = %q", rec.Header().Get("Retry-After"))
+	}
+	if rec := e.do(t, request{method: http.MethodGet, path: "/v1/statuses/" + keep}); rec.Code != http.StatusOK {
+		t.Fatalf("post gone after a failed delete: %d", rec.Code)
+	}
+}

@@ -9,7 +9,7 @@ import (
 const problemBase = "https://starling.dev/problems/"
 
 // Problem types clients may branch on. Errors that HTTP already names well
-// (401, 403, 404, 405, 413, 500, 503) use "about:blank".
+// (401, 403, 404, 405, 413, 415, 429, 500, 503) use "about:blank".
 const (
 	typeBlank          = "about:blank"
 	typeInvalidJSON    = problemBase + "invalid-json"
@@ -20,6 +20,10 @@ const (
 	typeInvalidText    = problemBase + "invalid-text"
 	typeUserExists     = problemBase + "user-exists"
 	typeNotReady       = problemBase + "not-ready"
+	typeInvalidQuery   = problemBase + "invalid-query"
+	typeInvalidBio     = problemBase + "invalid-bio"
+	typeInvalidJID     = problemBase + "invalid-jid"
+	typeInvalidImport  = problemBase + "invalid-import"
 	problemContentType = "application/problem+json"
 )
 

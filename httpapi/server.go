@@ -18,19 +18,66 @@ import (
 	"starling.dev/starling/fanout"
 )
 
-// Accounts is what the API needs from the account store.
+// Accounts is what the API needs from the store: accounts, posts and
+// followers. subscribers.RedisStore implements it.
 type Accounts interface {
+	Users
+	Posts
+	Followers
+}
+
+// Users is the account part of the store.
+type Users interface {
 	// CreateUser stores a new author; fanout.ErrUserExists if taken.
 	CreateUser(ctx context.Context, username, displayName, tokenHash string, now time.Time) error
 	// UserByTokenHash returns the owner of a token hash; fanout.ErrUnknownToken if none.
 	UserByTokenHash(ctx context.Context, tokenHash string) (string, error)
+	// UserExists reports whether an author exists.
+	UserExists(ctx context.Context, username string) (bool, error)
 	// Profile returns an author's public record; fanout.ErrUnknownUser if none.
 	Profile(ctx context.Context, username string) (fanout.Profile, error)
-	// RecordPost counts a post JetStream has accepted.
+	// UpdateProfile sets the non-nil fields; fanout.ErrUnknownUser if none.
+	UpdateProfile(ctx context.Context, username string, displayName, bio *string) (fanout.Profile, error)
+	// RotateToken replaces the author's token hash; the old one stops
+	// working before it returns. fanout.ErrUnknownUser if none.
+	RotateToken(ctx context.Context, username, tokenHash string) error
+	// DeleteUser removes an author, their followers and posts;
+	// fanout.ErrUnknownUser if none.
+	DeleteUser(ctx context.Context, username string) error
+}
+
+// Posts is the post history part of the store.
+type Posts interface {
+	// RecordPost counts a post JetStream has accepted and keeps it in the
+	// author's history; recording it again changes nothing.
 	RecordPost(ctx context.Context, p fanout.Post) error
 	// ReserveIdempotent stores p under the author's Idempotency-Key, or
 	// returns the post stored there first and true.
 	ReserveIdempotent(ctx context.Context, author, key string, p fanout.Post) (fanout.Post, bool, error)
+	// StatusByID returns a post of some author's history, or false.
+	StatusByID(ctx context.Context, id string) (fanout.Post, bool, error)
+	// Statuses returns up to n of the author's posts older than before
+	// ("" for the newest), newest first.
+	Statuses(ctx context.Context, username, before string, n int) ([]fanout.Post, error)
+	// ReserveRetraction stores p as the retraction of the post id, or
+	// returns the one stored by an earlier attempt and true.
+	ReserveRetraction(ctx context.Context, author, id string, p fanout.Post) (fanout.Post, bool, error)
+	// DeletePost removes a post from the author's history.
+	DeletePost(ctx context.Context, author, id string) (bool, error)
+}
+
+// Followers is the social graph part of the store.
+type Followers interface {
+	// FollowerPage returns one SSCAN page of the author's followers and the
+	// next cursor, zero at the end.
+	FollowerPage(ctx context.Context, author string, cursor uint64, count int, buf []string) ([]string, uint64, error)
+	// Follow makes the bare JID follow author and reports whether it is new.
+	Follow(ctx context.Context, author, jid string) (bool, error)
+	// Unfollow ends the relation and reports whether there was one.
+	Unfollow(ctx context.Context, author, jid string) (bool, error)
+	// AddFollowers adds bare JIDs in one round trip and returns how many
+	// were new.
+	AddFollowers(ctx context.Context, author string, jids []string) (int, error)
 }
 
 // Publisher hands a post to the pipeline.
@@ -61,6 +108,12 @@ type Config struct {
 	Gatherer prometheus.Gatherer
 	// Now is the clock posts and accounts are stamped with; nil means time.Now.
 	Now func() time.Time
+	// RateLimits bounds requests per client IP and per bearer token; the
+	// zero value means the defaults (see RateLimits).
+	RateLimits RateLimits
+	// MaxImportBytes bounds the body of a follower import; zero means 1 GiB
+	// (about 30 million lines).
+	MaxImportBytes int64
 }
 
 // Validate reports whether the configuration is usable.
@@ -72,6 +125,11 @@ func (c Config) Validate() error {
 		return fmt.Errorf("httpapi: Domain %q is not a domain", c.Domain)
 	case c.MaxPostChars < 0:
 		return errors.New("httpapi: MaxPostChars must not be negative")
+	case c.MaxImportBytes < 0:
+		return errors.New("httpapi: MaxImportBytes must not be negative")
+	}
+	if err := c.RateLimits.Validate(); err != nil {
+		return err
 	}
 	for i, check := range c.Ready {
 		if check == nil {
@@ -94,6 +152,10 @@ func (c Config) withDefaults() Config {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.MaxImportBytes == 0 {
+		c.MaxImportBytes = defaultMaxImportBytes
+	}
+	c.RateLimits = c.RateLimits.withDefaults()
 	return c
 }
 
@@ -107,6 +169,7 @@ type server struct {
 	ids       *idSource
 	metrics   *metrics
 	router    *chi.Mux
+	limits    *limiters
 }
 
 // New returns the API's router. acc and pub are used concurrently by every
@@ -123,7 +186,8 @@ func New(acc Accounts, pub Publisher, cfg Config) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &server{acc: acc, pub: pub, cfg: cfg, log: cfg.Logger, ids: newIDSource(), metrics: m}
+	s := &server{acc: acc, pub: pub, cfg: cfg, log: cfg.Logger, ids: newIDSource(), metrics: m,
+		limits: newLimiters(cfg.RateLimits)}
 	s.adminHash = sha256.Sum256([]byte(cfg.AdminToken))
 	s.routes()
 	return s.router, nil
@@ -134,14 +198,30 @@ func (s *server) routes() {
 	r.Use(middleware.RequestID, s.observe, s.recoverer)
 	r.NotFound(s.notFound)
 	r.MethodNotAllowed(s.methodNotAllowed)
+	// Probes and scrapes are not rate limited: the orchestrator and
+	// Prometheus must always get through.
 	r.Get("/healthz", s.healthz)
 	r.Get("/readyz", s.readyz)
 	if s.cfg.Gatherer != nil {
 		r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{}))
 	}
-	r.Post("/v1/users", s.createUser)
-	r.Get("/v1/users/{username}", s.getUser)
-	r.Post("/v1/statuses", s.postStatus)
+	r.Group(func(r chi.Router) {
+		r.Use(s.rateLimit)
+		r.Get("/openapi.yaml", s.openAPI)
+		r.Post("/v1/users", s.createUser)
+		r.Get("/v1/users/{username}", s.getUser)
+		r.Patch("/v1/users/{username}", s.updateUser)
+		r.Delete("/v1/users/{username}", s.deleteUser)
+		r.Post("/v1/users/{username}/token", s.rotateToken)
+		r.Get("/v1/users/{username}/statuses", s.listStatuses)
+		r.Get("/v1/users/{username}/followers", s.listFollowers)
+		r.Post("/v1/users/{username}/followers/import", s.importFollowers)
+		r.Put("/v1/users/{username}/followers/{jid}", s.putFollower)
+		r.Delete("/v1/users/{username}/followers/{jid}", s.deleteFollower)
+		r.Post("/v1/statuses", s.postStatus)
+		r.Get("/v1/statuses/{id}", s.getStatus)
+		r.Delete("/v1/statuses/{id}", s.deleteStatus)
+	})
 	s.router = r
 }
 

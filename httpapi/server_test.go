@@ -61,7 +61,9 @@ func TestUnknownRouteAndMethod(t *testing.T) {
 		{http.MethodGet, "/nope", 404, ""},
 		{http.MethodGet, "/v1/users/alice/extra", 404, ""},
 		{http.MethodGet, "/v1/statuses", 405, "POST"},
-		{http.MethodDelete, "/v1/users/alice", 405, "GET"},
+		{http.MethodPut, "/v1/users/alice", 405, "GET, PATCH, DELETE"},
+		{http.MethodGet, "/v1/users/alice/token", 405, "POST"},
+		{http.MethodPost, "/v1/statuses/01JAAAAAAAAAAAAAAAAAAAAAAA", 405, "GET, DELETE"},
 		{http.MethodPut, "/v1/users", 405, "POST"},
 		{http.MethodPost, "/healthz", 405, "GET"},
 	}

@@ -2,9 +2,12 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/go-chi/chi/v5/middleware"
 
 	"starling.dev/starling/fanout"
 )
@@ -71,7 +74,11 @@ func (s *server) acceptPost(w http.ResponseWriter, r *http.Request, author, key,
 		s.fail(w, r, "post id", err)
 		return
 	}
-	post := fanout.Post{ID: id, Author: author, Text: text, CreatedAt: now}
+	name, ok := s.authorName(w, r, author)
+	if !ok {
+		return
+	}
+	post := fanout.Post{ID: id, Author: author, AuthorName: name, Text: text, CreatedAt: now}
 	if key != "" {
 		var ok bool
 		if post, ok = s.reserve(w, r, key, post); !ok {
@@ -100,11 +107,9 @@ func (s *server) reserve(w http.ResponseWriter, r *http.Request, key string, pos
 // publish hands the post to JetStream and answers 202 once it is stored, or
 // 503 if it could not be.
 func (s *server) publish(w http.ResponseWriter, r *http.Request, post fanout.Post) {
-	duplicate, err := s.pub.PublishPost(r.Context(), post)
+	duplicate, err := s.publishTimed(r, "post", post)
 	if err != nil {
-		s.log.WarnContext(r.Context(), "httpapi: publish failed", "post", post.ID, "err", err)
-		w.Header().Set("Retry-After", "1")
-		writeProblem(w, blank(http.StatusServiceUnavailable, "the post could not be stored right now; retry it"))
+		unavailable(w, "the post could not be stored right now; retry it")
 		return
 	}
 	if !duplicate {
@@ -112,10 +117,53 @@ func (s *server) publish(w http.ResponseWriter, r *http.Request, post fanout.Pos
 		s.record(r, post)
 	}
 	w.Header().Set("Location", "/v1/statuses/"+post.ID)
-	writeJSON(w, http.StatusAccepted, statusResponse{
-		ID: post.ID, Author: post.Author, Text: post.Text,
-		CreatedAt: post.CreatedAt.UTC().Format(time.RFC3339Nano),
-	})
+	writeJSON(w, http.StatusAccepted, toStatus(post))
+}
+
+// toStatus is a post as the API shows it.
+func toStatus(p fanout.Post) statusResponse {
+	return statusResponse{ID: p.ID, Author: p.Author, Text: p.Text, CreatedAt: p.CreatedAt.UTC().Format(time.RFC3339Nano)}
+}
+
+// authorName returns the author's display name, which deliveries show. If
+// it returns false it has answered.
+func (s *server) authorName(w http.ResponseWriter, r *http.Request, author string) (string, bool) {
+	prof, err := s.acc.Profile(r.Context(), author)
+	switch {
+	case errors.Is(err, fanout.ErrUnknownUser):
+		// Deleted since the token was checked.
+		unauthorized(w, "invalid_token", "the bearer token is not valid")
+		return "", false
+	case err != nil:
+		s.fail(w, r, "profile", err)
+		return "", false
+	}
+	return prof.DisplayName, true
+}
+
+// publishTimed publishes a post or retraction and observes how long
+// JetStream took. Failures are logged here.
+func (s *server) publishTimed(r *http.Request, kind string, post fanout.Post) (bool, error) {
+	start := time.Now()
+	duplicate, err := s.pub.PublishPost(r.Context(), post)
+	result := "ok"
+	switch {
+	case err != nil:
+		result = "error"
+		s.log.WarnContext(r.Context(), "httpapi: publish failed", "kind", kind, "post", post.ID, "err", err,
+			"request_id", middleware.GetReqID(r.Context()))
+	case duplicate:
+		result = "duplicate"
+	}
+	s.metrics.publish.WithLabelValues(kind, result).Observe(time.Since(start).Seconds())
+	return duplicate, err
+}
+
+// unavailable answers 503 with Retry-After: JetStream could not take a
+// post, and a retry (with the same Idempotency-Key) is safe.
+func unavailable(w http.ResponseWriter, detail string) {
+	w.Header().Set("Retry-After", "1")
+	writeProblem(w, blank(http.StatusServiceUnavailable, detail))
 }
 
 // record counts a newly stored post. The post is already in JetStream, so a

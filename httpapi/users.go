@@ -29,9 +29,18 @@ type createdUser struct {
 type profileResponse struct {
 	Username    string `json:"username"`
 	DisplayName string `json:"display_name"`
+	Bio         string `json:"bio"`
 	JID         string `json:"jid"`
 	Followers   int64  `json:"followers"`
 	Posts       int64  `json:"posts"`
+}
+
+// toProfile is an author's record as the API shows it.
+func (s *server) toProfile(p fanout.Profile) profileResponse {
+	return profileResponse{
+		Username: p.Username, DisplayName: p.DisplayName, Bio: p.Bio, JID: s.jid(p.Username),
+		Followers: p.Followers, Posts: p.Posts,
+	}
 }
 
 // createUser handles POST /v1/users (admin only).
@@ -58,6 +67,7 @@ func (s *server) createUser(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, "create user", err)
 	default:
 		w.Header().Set("Location", "/v1/users/"+req.Username)
+		w.Header().Set("Cache-Control", "no-store")
 		writeJSON(w, http.StatusCreated, createdUser{
 			Username: req.Username, DisplayName: req.DisplayName, JID: s.jid(req.Username), Token: token,
 		})
@@ -93,10 +103,7 @@ func (s *server) getUser(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		s.fail(w, r, "profile", err)
 	default:
-		writeJSON(w, http.StatusOK, profileResponse{
-			Username: prof.Username, DisplayName: prof.DisplayName, JID: s.jid(prof.Username),
-			Followers: prof.Followers, Posts: prof.Posts,
-		})
+		writeJSON(w, http.StatusOK, s.toProfile(prof))
 	}
 }
 

@@ -140,6 +140,13 @@ func TestStoreFailureIs500WithoutDetail(t *testing.T) {
 		{method: http.MethodGet, path: "/v1/users/alice"},
 		{method: http.MethodPost, path: "/v1/users", body: `{"username":"alice"}`, header: bearer(testAdminToken)},
 		{method: http.MethodPost, path: "/v1/statuses", body: `{"text":"hi"}`, header: bearer("stl_x")},
+		{method: http.MethodGet, path: "/v1/statuses/01JAAAAAAAAAAAAAAAAAAAAAAA"},
+		{method: http.MethodGet, path: "/v1/users/alice/statuses"},
+		{method: http.MethodDelete, path: "/v1/users/alice", header: bearer(testAdminToken)},
+		{method: http.MethodPost, path: "/v1/users/alice/token", header: bearer(testAdminToken)},
+		{method: http.MethodGet, path: "/v1/users/alice/followers", header: bearer(testAdminToken)},
+		{method: http.MethodPut, path: "/v1/users/alice/followers/juliet@example.net", header: bearer(testAdminToken)},
+		{method: http.MethodPost, path: "/v1/users/alice/followers/import", body: "juliet@example.net\n", header: bearer(testAdminToken)},
 	}
 	for _, req := range reqs {
 		t.Run(req.method+" "+req.path, func(t *testing.T) {

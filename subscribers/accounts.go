@@ -34,10 +34,20 @@ func (s *RedisStore) CreateUser(ctx context.Context, username, displayName, toke
 	return nil
 }
 
-// UserByTokenHash returns the username owning a token hash, or fanout.ErrUnknownToken.
+// UserByTokenHash returns the username owning a token hash, or
+// fanout.ErrUnknownToken. The token key is checked against the hash in the
+// account, so a token whose rotation or deletion was cut short by a crash
+// (t: written or not yet deleted) never authenticates.
 func (s *RedisStore) UserByTokenHash(ctx context.Context, tokenHash string) (string, error) {
 	user, err := s.rdb.Get(ctx, s.tokenKey(tokenHash)).Result()
 	if errors.Is(err, redis.Nil) {
+		return "", fanout.ErrUnknownToken
+	}
+	if err != nil {
+		return "", fmt.Errorf("subscribers: token lookup: %w", err)
+	}
+	current, err := s.rdb.HGet(ctx, s.userKey(user), "token_hash").Result()
+	if errors.Is(err, redis.Nil) || (err == nil && current != tokenHash) {
 		return "", fanout.ErrUnknownToken
 	}
 	if err != nil {
@@ -84,40 +94,66 @@ func (s *RedisStore) Profile(ctx context.Context, username string) (fanout.Profi
 	}, nil
 }
 
-// RecordPost counts a post the pipeline has durably accepted and keeps it
-// among the author's recent posts.
-func (s *RedisStore) RecordPost(ctx context.Context, p fanout.Post) error {
-	data, err := json.Marshal(p)
-	if err != nil {
-		return fmt.Errorf("subscribers: record post: %w", err)
+// updateProfile sets the fields given as ARGV pairs, only if the account exists.
+var updateProfile = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1`)
+
+// UpdateProfile changes an author's display name and bio; a nil pointer leaves
+// the field as it is. It returns the profile after the change, or
+// fanout.ErrUnknownUser.
+func (s *RedisStore) UpdateProfile(ctx context.Context, username string, displayName, bio *string) (fanout.Profile, error) {
+	var args []any
+	if displayName != nil {
+		args = append(args, "display_name", *displayName)
 	}
-	_, err = s.rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-		pipe.HIncrBy(ctx, s.userKey(p.Author), "posts", 1)
-		pipe.LPush(ctx, s.recentKey(p.Author), data)
-		pipe.LTrim(ctx, s.recentKey(p.Author), 0, int64(s.cfg.RecentPosts-1))
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("subscribers: record post %s: %w", p.ID, err)
+	if bio != nil {
+		args = append(args, "bio", *bio)
 	}
-	return nil
+	if len(args) > 0 {
+		ok, err := updateProfile.Run(ctx, s.rdb, []string{s.userKey(username)}, args...).Int()
+		if err != nil {
+			return fanout.Profile{}, fmt.Errorf("subscribers: update profile %q: %w", username, err)
+		}
+		if ok == 0 {
+			return fanout.Profile{}, fanout.ErrUnknownUser
+		}
+	}
+	return s.Profile(ctx, username)
 }
 
-// RecentPosts returns up to n of an author's latest posts, newest first.
-func (s *RedisStore) RecentPosts(ctx context.Context, username string, n int) ([]fanout.Post, error) {
-	raw, err := s.rdb.LRange(ctx, s.recentKey(username), 0, int64(n-1)).Result()
+// swapToken replaces the account's token hash and returns the old one, or
+// false when there is no account.
+var swapToken = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local old = redis.call('HGET', KEYS[1], 'token_hash')
+redis.call('HSET', KEYS[1], 'token_hash', ARGV[1])
+return old or ''`)
+
+// RotateToken makes tokenHash the author's only token: the previous one stops
+// authenticating before RotateToken returns. It returns fanout.ErrUnknownUser
+// if there is no such author. The token key of the new hash is written first
+// and the old one deleted last, and UserByTokenHash checks both against the
+// account, so a crash midway leaves exactly one working token.
+func (s *RedisStore) RotateToken(ctx context.Context, username, tokenHash string) error {
+	if err := s.rdb.Set(ctx, s.tokenKey(tokenHash), username, 0).Err(); err != nil {
+		return fmt.Errorf("subscribers: rotate token of %q: %w", username, err)
+	}
+	old, err := swapToken.Run(ctx, s.rdb, []string{s.userKey(username)}, tokenHash).Text()
+	if errors.Is(err, redis.Nil) {
+		_ = s.rdb.Del(ctx, s.tokenKey(tokenHash)).Err()
+		return fanout.ErrUnknownUser
+	}
 	if err != nil {
-		return nil, fmt.Errorf("subscribers: recent posts %q: %w", username, err)
+		return fmt.Errorf("subscribers: rotate token of %q: %w", username, err)
 	}
-	posts := make([]fanout.Post, 0, len(raw))
-	for _, r := range raw {
-		var p fanout.Post
-		if err := json.Unmarshal([]byte(r), &p); err != nil {
-			return nil, fmt.Errorf("subscribers: recent posts %q: %w", username, err)
+	if old != "" && old != tokenHash {
+		if err := s.rdb.Del(ctx, s.tokenKey(old)).Err(); err != nil {
+			return fmt.Errorf("subscribers: rotate token of %q: %w", username, err)
 		}
-		posts = append(posts, p)
 	}
-	return posts, nil
+	return nil
 }
 
 // ReserveIdempotent remembers p as the result of the author's request with an
@@ -125,11 +161,21 @@ func (s *RedisStore) RecentPosts(ctx context.Context, username string, n int) ([
 // and true; the caller publishes that one instead, so a retry can only ever
 // repeat the first post (JetStream deduplicates it by id).
 func (s *RedisStore) ReserveIdempotent(ctx context.Context, author, key string, p fanout.Post) (fanout.Post, bool, error) {
+	return s.reserve(ctx, s.idemKey(author, key), p)
+}
+
+// ReserveRetraction remembers p as the retraction of the author's post id,
+// or returns the retraction reserved by an earlier attempt and true, so that
+// retried deletions publish one retraction (deduplicated by its id).
+func (s *RedisStore) ReserveRetraction(ctx context.Context, author, id string, p fanout.Post) (fanout.Post, bool, error) {
+	return s.reserve(ctx, s.retractionKey(author, id), p)
+}
+
+func (s *RedisStore) reserve(ctx context.Context, k string, p fanout.Post) (fanout.Post, bool, error) {
 	data, err := json.Marshal(p)
 	if err != nil {
 		return fanout.Post{}, false, fmt.Errorf("subscribers: idempotency: %w", err)
 	}
-	k := s.idemKey(author, key)
 	ok, err := s.rdb.SetNX(ctx, k, data, s.cfg.IdempotencyTTL).Result()
 	if err != nil {
 		return fanout.Post{}, false, fmt.Errorf("subscribers: idempotency: %w", err)

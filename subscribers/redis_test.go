@@ -44,7 +44,7 @@ func TestRedisStore(t *testing.T) {
 			t.Fatalf("unknown profile: %v", err)
 		}
 		for i := range 25 {
-			if err := s.RecordPost(ctx, fanout.Post{ID: fmt.Sprint(i), Author: "alice", Text: "t"}); err != nil {
+			if err := s.RecordPost(ctx, fanout.Post{ID: fmt.Sprintf("%02d", i), Author: "alice", Text: "t"}); err != nil {
 				t.Fatal(err)
 			}
 		}

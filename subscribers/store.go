@@ -51,7 +51,6 @@ func NewRedisStore(rdb redis.UniversalClient, cfg RedisConfig) (*RedisStore, err
 
 func (s *RedisStore) userKey(user string) string      { return s.cfg.Prefix + "u:{" + user + "}" }
 func (s *RedisStore) followersKey(user string) string { return s.cfg.Prefix + "f:{" + user + "}" }
-func (s *RedisStore) recentKey(user string) string    { return s.cfg.Prefix + "r:{" + user + "}" }
 func (s *RedisStore) idemKey(user, key string) string {
 	return s.cfg.Prefix + "i:{" + user + "}:" + key
 }

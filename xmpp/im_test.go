@@ -90,10 +90,12 @@ func (g *fakeGraph) SetPaused(_ context.Context, jid string, paused bool) error 
 	return g.err
 }
 
-func (g *fakeGraph) SetPresence(context.Context, string, string, bool) (bool, error) { return true, nil }
-func (g *fakeGraph) Bounced(context.Context, string) (int64, error)               { return 1, nil }
-func (g *fakeGraph) FirstAsk(context.Context, string) (bool, error)               { return true, nil }
-func (g *fakeGraph) Granted(context.Context, string, string, bool) error          { return nil }
+func (g *fakeGraph) SetPresence(context.Context, string, string, bool) (bool, error) {
+	return true, nil
+}
+func (g *fakeGraph) Bounced(context.Context, string) (int64, error)      { return 1, nil }
+func (g *fakeGraph) FirstAsk(context.Context, string) (bool, error)      { return true, nil }
+func (g *fakeGraph) Granted(context.Context, string, string, bool) error { return nil }
 func (g *fakeGraph) ProbeTargets(context.Context, uint64, int) ([][2]string, uint64, error) {
 	return nil, 0, nil
 }

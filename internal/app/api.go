@@ -50,7 +50,7 @@ func RunAPI(ctx context.Context, cfg API, log *slog.Logger, hooks APIHooks) erro
 		})
 	}()
 
-	store, err := subscribers.NewRedisStore(rdb, subscribers.RedisConfig{Prefix: cfg.RedisPrefix})
+	store, err := subscribers.NewRedisStore(rdb, subscribers.RedisConfig{Prefix: cfg.RedisPrefix, RecentPosts: cfg.PostHistory})
 	if err != nil {
 		return err
 	}
@@ -63,6 +63,10 @@ func RunAPI(ctx context.Context, cfg API, log *slog.Logger, hooks APIHooks) erro
 		Logger:       log,
 		Registerer:   reg,
 		Gatherer:     reg,
+		RateLimits: httpapi.RateLimits{
+			IPPerSecond: offIfZero(cfg.RateIP), IPBurst: cfg.RateIPBurst,
+			TokenPerSecond: offIfZero(cfg.RateToken), TokenBurst: cfg.RateTokenBurst,
+		},
 	})
 	if err != nil {
 		return err
@@ -75,8 +79,11 @@ func RunAPI(ctx context.Context, cfg API, log *slog.Logger, hooks APIHooks) erro
 	if err != nil {
 		return fmt.Errorf("http listener: %w", err)
 	}
+	// The import route extends its own deadlines; every other request must
+	// be read in 30 s and answered within 30 s more.
 	srv := &http.Server{
 		Handler:           h,
+		MaxHeaderBytes:    16 << 10,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -102,4 +109,13 @@ func RunAPI(ctx context.Context, cfg API, log *slog.Logger, hooks APIHooks) erro
 	_ = nc.Drain()
 	log.Info("api stopped")
 	return err
+}
+
+// offIfZero maps a configured rate of 0 ("off") to httpapi's negative rate,
+// since httpapi reads 0 as "the default".
+func offIfZero(perSecond float64) float64 {
+	if perSecond == 0 {
+		return -1
+	}
+	return perSecond
 }

@@ -184,3 +184,25 @@ func TestServerRestart(t *testing.T) {
 		expectPost(t, s, bob, second, "after the restart")
 	})
 }
+
+// TestDeleteRetracts deletes a post through the API: followers get an
+// XEP-0424 retraction that names the delivery's origin-id.
+func TestDeleteRetracts(t *testing.T) {
+	eachServer(t, func(t *testing.T, s *stack) {
+		alice := s.createUser(t, "alice")
+		bob := s.client(t, "bob")
+		bob.Ask(t, s.srv.ComponentDomain, "follow alice")
+		st := s.post(t, alice, "a post to regret")
+		m := expectPost(t, s, bob, st, "a post to regret")
+		if code := s.call(t, "DELETE", "/v1/statuses/"+st.ID, alice, nil, nil); code != 204 {
+			t.Fatalf("delete: status %d", code)
+		}
+		r := bob.Next(t, 15*time.Second)
+		if r.Retracts != m.OriginID || bare(r.From) != s.authorJID("alice") {
+			t.Fatalf("retraction %+v, want one of %s from alice", r, m.OriginID)
+		}
+		if code := s.call(t, "GET", "/v1/statuses/"+st.ID, "", nil, nil); code != 404 {
+			t.Fatalf("deleted post: status %d", code)
+		}
+	})
+}

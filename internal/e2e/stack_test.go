@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,6 +17,7 @@ import (
 	"starling.dev/starling/fanout"
 	"starling.dev/starling/internal/app"
 	"starling.dev/starling/internal/testenv"
+	"starling.dev/starling/subscribers"
 )
 
 const adminToken = "e2e-admin-token"
@@ -32,6 +32,11 @@ type stack struct {
 	js    jetstream.JetStream
 	api   string // base URL
 	ops   string // gateway's ops address
+	store *subscribers.RedisStore
+	log   *slog.Logger
+	gwCfg app.Gateway
+	// stopGateway stops the running gateway; it is safe to call twice.
+	stopGateway func()
 }
 
 // servers are the XMPP servers every end-to-end test runs against.
@@ -40,6 +45,7 @@ var servers = []struct {
 	start func(testing.TB) testenv.XMPPServer
 }{
 	{"prosody", func(t testing.TB) testenv.XMPPServer { return testenv.StartProsody(t) }},
+	{"ejabberd", func(t testing.TB) testenv.XMPPServer { return testenv.StartEjabberd(t) }},
 }
 
 // eachServer runs f as a subtest per XMPP server, on a fresh stack.
@@ -59,9 +65,10 @@ func startStack(t testing.TB, server testenv.XMPPServer, overrides ...map[string
 		t.Fatal(err)
 	}
 	s.js = js
-	log := slog.New(slog.NewTextHandler(&testWriter{t: t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	s.log = slog.New(slog.NewTextHandler(&testWriter{t: t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	prefix := testenv.Prefix(t)
 	env := map[string]string{
-		"STARLING_REDIS_URL": s.redis.URL, "STARLING_REDIS_PREFIX": testenv.Prefix(t), "STARLING_NATS_URL": s.nats.URL,
+		"STARLING_REDIS_URL": s.redis.URL, "STARLING_REDIS_PREFIX": prefix, "STARLING_NATS_URL": s.nats.URL,
 		"STARLING_XMPP_DOMAIN": s.srv.ComponentDomain, "STARLING_METRICS_ADDR": "127.0.0.1:0", "STARLING_LOG_LEVEL": "debug",
 		"STARLING_XMPP_ADDR": s.srv.ComponentAddr, "STARLING_XMPP_SECRET": s.srv.Secret, "STARLING_XMPP_PING_TO": s.srv.Host,
 		"STARLING_HTTP_ADDR": "127.0.0.1:0", "STARLING_ADMIN_TOKEN": adminToken,
@@ -74,56 +81,70 @@ func startStack(t testing.TB, server testenv.XMPPServer, overrides ...map[string
 		}
 	}
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
-	gwCfg, err := app.ParseGateway(nil, lookup)
-	if err != nil {
+	if s.gwCfg, err = app.ParseGateway(nil, lookup); err != nil {
 		t.Fatalf("gateway config: %v", err)
 	}
 	apiCfg, err := app.ParseAPI(nil, lookup)
 	if err != nil {
 		t.Fatalf("api config: %v", err)
 	}
+	if s.store, err = subscribers.NewRedisStore(s.redis.Client(t), subscribers.RedisConfig{Prefix: prefix}); err != nil {
+		t.Fatal(err)
+	}
+
 	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	opsAddr, apiAddr := make(chan string, 1), make(chan string, 1)
-	failed := make(chan error, 2)
-	wg.Add(2)
+	apiAddr, apiDone := make(chan string, 1), make(chan error, 1)
 	go func() {
-		defer wg.Done()
-		err := app.RunGateway(ctx, gwCfg, log.With("proc", "gateway"),
-			app.GatewayHooks{MetricsListening: func(a string) { opsAddr <- a }})
-		if err != nil {
-			failed <- fmt.Errorf("gateway: %w", err)
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		err := app.RunAPI(ctx, apiCfg,
-			log.With("proc", "api"), app.APIHooks{Listening: func(a string) { apiAddr <- a }})
-		if err != nil {
-			failed <- fmt.Errorf("api: %w", err)
-		}
+		apiDone <- app.RunAPI(ctx, apiCfg, s.log.With("proc", "api"), app.APIHooks{Listening: func(a string) { apiAddr <- a }})
 	}()
 	t.Cleanup(func() {
 		cancel()
-		wg.Wait()
-		select {
-		case err := <-failed:
-			t.Errorf("%v", err)
-		default:
+		if err := <-apiDone; err != nil {
+			t.Errorf("api: %v", err)
 		}
 	})
-	for s.ops == "" || s.api == "" {
-		select {
-		case a := <-opsAddr:
-			s.ops = "http://" + a
-		case a := <-apiAddr:
-			s.api = "http://" + a
-		case err := <-failed:
-			t.Fatalf("%v", err)
-		}
+	select {
+	case a := <-apiAddr:
+		s.api = "http://" + a
+	case err := <-apiDone:
+		t.Fatalf("api: %v", err)
 	}
-	testenv.Eventually(t, 15*time.Second, func() bool { return s.componentConnected() }, "the gateway's component never connected to Prosody")
+	s.startGateway(t)
 	return s
+}
+
+// startGateway runs the gateway until the test ends or stopGateway.
+func (s *stack) startGateway(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	opsAddr, done := make(chan string, 1), make(chan error, 1)
+	go func() {
+		done <- app.RunGateway(ctx, s.gwCfg, s.log.With("proc", "gateway"), app.GatewayHooks{MetricsListening: func(a string) { opsAddr <- a }})
+	}()
+	var once sync.Once
+	s.stopGateway = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("gateway: %v", err)
+			}
+		})
+	}
+	t.Cleanup(s.stopGateway)
+	select {
+	case a := <-opsAddr:
+		s.ops = "http://" + a
+	case err := <-done:
+		t.Fatalf("gateway: %v", err)
+	}
+	testenv.Eventually(t, 15*time.Second, s.componentConnected, "the gateway's component never connected to %s", s.srv.Name)
+}
+
+// restartGateway stops the gateway and starts it again, as a deploy would.
+func (s *stack) restartGateway(t testing.TB) {
+	t.Helper()
+	s.stopGateway()
+	s.startGateway(t)
 }
 
 // componentConnected asks the gateway's /readyz whether its XMPP link is up.
@@ -242,4 +263,22 @@ func (w *testWriter) Write(p []byte) (int, error) {
 	defer w.mu.Unlock()
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+type profile struct {
+	Username    string `json:"username"`
+	DisplayName string `json:"display_name"`
+	JID         string `json:"jid"`
+	Followers   int64  `json:"followers"`
+	Posts       int64  `json:"posts"`
+}
+
+// profile reads an author's public profile through the API.
+func (s *stack) profile(t testing.TB, user string) profile {
+	t.Helper()
+	var p profile
+	if code := s.call(t, "GET", "/v1/users/"+user, "", nil, &p); code != 200 {
+		t.Fatalf("profile of %s: status %d", user, code)
+	}
+	return p
 }

@@ -3,6 +3,8 @@ package testenv
 import (
 	"context"
 	"encoding/xml"
+	"fmt"
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -258,7 +260,7 @@ func (c *Client) SendRaw(t testing.TB, raw string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := c.sess.Send(ctx, xml.NewDecoder(strings.NewReader(raw))); err != nil {
+	if err := c.sess.Send(ctx, stripXMLNS(xml.NewDecoder(strings.NewReader(raw)))); err != nil {
 		t.Fatalf("testenv: client raw send: %v", err)
 	}
 }
@@ -269,29 +271,102 @@ func (c *Client) IQ(t testing.TB, to string, typ stanza.IQType, payload string) 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	iq := stanza.IQ{To: jid.MustParse(to), Type: typ}
+	iq := stanza.IQ{Type: typ}
+	if to != "" {
+		iq.To = jid.MustParse(to)
+	}
 	var r xml.TokenReader
 	if payload != "" {
-		r = xml.NewDecoder(strings.NewReader(payload))
+		r = stripXMLNS(xml.NewDecoder(strings.NewReader(payload)))
 	}
 	resp, err := c.sess.SendIQ(ctx, iq.Wrap(r))
 	if err != nil {
 		t.Fatalf("testenv: iq to %s: %v", to, err)
 	}
 	defer resp.Close()
-	var b strings.Builder
-	e := xml.NewEncoder(&b)
-	if _, err := xmlstream.Copy(e, resp); err != nil {
+	out, err := render(resp)
+	if err != nil {
 		t.Fatalf("testenv: iq response from %s: %v", to, err)
 	}
-	if err := e.Flush(); err != nil {
-		t.Fatal(err)
+	return out
+}
+
+// render writes tokens back as XML the way a person would read them: a
+// namespace only where it changes, and every element closed.
+func render(r xml.TokenReader) (string, error) {
+	var b strings.Builder
+	var open []xml.Name
+	space := func() string {
+		if len(open) == 0 {
+			return ""
+		}
+		return open[len(open)-1].Space
 	}
-	return b.String()
+	for {
+		tok, err := r.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return b.String(), err
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			b.WriteString("<" + t.Name.Local)
+			if t.Name.Space != "" && t.Name.Space != space() {
+				fmt.Fprintf(&b, ` xmlns="%s"`, t.Name.Space)
+			}
+			for _, a := range t.Attr {
+				if a.Name.Local == "xmlns" && a.Name.Space == "" || a.Name.Space == "xmlns" {
+					continue
+				}
+				name := a.Name.Local
+				if a.Name.Space == "http://www.w3.org/XML/1998/namespace" {
+					name = "xml:" + name
+				}
+				b.WriteString(" " + name + `="`)
+				_ = xml.EscapeText(&b, []byte(a.Value))
+				b.WriteString(`"`)
+			}
+			b.WriteString(">")
+			open = append(open, t.Name)
+		case xml.EndElement:
+			if len(open) > 0 {
+				open = open[:len(open)-1]
+			}
+			b.WriteString("</" + t.Name.Local + ">")
+		case xml.CharData:
+			_ = xml.EscapeText(&b, t)
+		}
+	}
+	for i := len(open) - 1; i >= 0; i-- {
+		b.WriteString("</" + open[i].Local + ">")
+	}
+	return b.String(), nil
 }
 
 // Close logs the client out (unavailable presence, end of stream).
 func (c *Client) Close() {
 	_ = c.sess.Close()
 	<-c.done
+}
+
+// stripXMLNS drops the xmlns attributes a decoder reports beside the
+// namespace it put in each element's name; re-encoded, they would be written
+// twice.
+func stripXMLNS(r xml.TokenReader) xml.TokenReader {
+	return xmlstream.Map(func(t xml.Token) xml.Token {
+		start, ok := t.(xml.StartElement)
+		if !ok {
+			return t
+		}
+		attrs := start.Attr[:0:0]
+		for _, a := range start.Attr {
+			if a.Name.Space != "" || a.Name.Local != "xmlns" {
+				attrs = append(attrs, a)
+			}
+		}
+		start.Attr = attrs
+		return start
+	})(r)
 }

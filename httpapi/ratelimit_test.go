@@ -1,0 +1,64 @@
+package httpapi
+
+import (
+	"net/http"
+	"strconv"
+	"testing"
+)
+
+func TestRateLimits(t *testing.T) {
+	e := newAPI(t, newRedisStore(t), &fakePublisher{}, func(c *Config) {
+		c.RateLimits = RateLimits{IPPerSecond: 0.001, IPBurst: 3, TokenPerSecond: 0.001, TokenBurst: 2}
+	})
+	get := func(ip string, h map[string]string) *responseRecorder {
+		rec := e.doFrom(t, ip, request{method: http.MethodGet, path: "/v1/users/nobody", header: h})
+		return rec
+	}
+	for range 3 {
+		if rec := get("192.0.2.1:1000", nil); rec.Code != http.StatusNotFound {
+			t.Fatalf("within the burst: %d", rec.Code)
+		}
+	}
+	rec := get("192.0.2.1:1001", nil)
+	wantProblem(t, rec, 429, typeBlank, "too many requests from this address")
+	if s, err := strconv.Atoi(rec.Header().Get("Retry-After")); err != nil || s < 1 {
+		t.Fatalf("Retry-After = %q", rec.Header().Get("Retry-After"))
+	}
+	// Another address has its own bucket; a token has one across addresses.
+	tok := bearer("stl_some-token")
+	get("192.0.2.2:1", tok)
+	get("192.0.2.3:1", tok)
+	wantProblem(t, get("192.0.2.4:1", tok), 429, typeBlank, "too many requests from this token")
+	// Probes are never limited.
+	for range 5 {
+		if rec := e.doFrom(t, "192.0.2.1:1", request{method: http.MethodGet, path: "/healthz"}); rec.Code != http.StatusOK {
+			t.Fatalf("healthz limited: %d", rec.Code)
+		}
+	}
+	e.wantCounter(t, "starling_httpapi_rate_limited_total", map[string]string{"limit": "ip"}, 1)
+	e.wantCounter(t, "starling_httpapi_rate_limited_total", map[string]string{"limit": "token"}, 1)
+}
+
+func TestRateLimitsOff(t *testing.T) {
+	e := newAPI(t, newRedisStore(t), &fakePublisher{}, func(c *Config) {
+		c.RateLimits = RateLimits{IPPerSecond: -1, TokenPerSecond: -1}
+	})
+	for range 300 {
+		if rec := e.do(t, request{method: http.MethodGet, path: "/v1/users/nobody"}); rec.Code != http.StatusNotFound {
+			t.Fatalf("limited although off: %d", rec.Code)
+		}
+	}
+}
+
+func TestKeyedLimiterEvicts(t *testing.T) {
+	k := newKeyedLimiter(1000, 1)
+	for i := range maxLimiterKeys + 10 {
+		k.wait(strconv.Itoa(i))
+	}
+	k.mu.Lock()
+	n := len(k.buckets)
+	k.mu.Unlock()
+	if n >= maxLimiterKeys {
+		t.Fatalf("%d buckets kept; the limiter grows without bound", n)
+	}
+}

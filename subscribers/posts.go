@@ -1,0 +1,169 @@
+package subscribers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+
+	"starling.dev/starling/fanout"
+)
+
+// Posts are kept per author in two keys of the author's hash slot: p:{alice}
+// maps each post id to the post's JSON and l:{alice} orders the ids. Every
+// member of l:{alice} has score 0, so the set is ordered by the id strings;
+// ids are ULIDs, which sort by time, so ZREVRANGEBYLEX walks the posts newest
+// first and any id works as a "before" cursor, even one since deleted. The
+// index a:<id> names the author of a post for GET /v1/statuses/{id}; it lives
+// in another slot and is written outside the author's scripts. An a:<id>
+// left behind by a crash only leads to a missing hash field, that is to a 404.
+
+func (s *RedisStore) postsKey(user string) string     { return s.cfg.Prefix + "p:{" + user + "}" }
+func (s *RedisStore) postOrderKey(user string) string { return s.cfg.Prefix + "l:{" + user + "}" }
+func (s *RedisStore) statusKey(id string) string      { return s.cfg.Prefix + "a:" + id }
+func (s *RedisStore) retractionKey(user, id string) string {
+	return s.cfg.Prefix + "x:{" + user + "}:" + id
+}
+
+// recordPost stores a post once and trims the author's history to ARGV[3]
+// posts, returning the ids it dropped. It does nothing for an author that does
+// not exist (deleted while the post was in flight) or a post already stored,
+// so a retried RecordPost counts a post once.
+var recordPost = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
+if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then return {} end
+redis.call('HINCRBY', KEYS[1], 'posts', 1)
+redis.call('ZADD', KEYS[3], 0, ARGV[1])
+local excess = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[3])
+if excess <= 0 then return {} end
+local old = redis.call('ZRANGE', KEYS[3], 0, excess - 1)
+redis.call('ZREMRANGEBYRANK', KEYS[3], 0, excess - 1)
+redis.call('HDEL', KEYS[2], unpack(old))
+return old`)
+
+// RecordPost counts a post the pipeline has durably accepted and keeps it in
+// the author's history of RedisConfig.RecentPosts posts, where StatusByID and
+// Statuses find it. Recording the same post again changes nothing.
+func (s *RedisStore) RecordPost(ctx context.Context, p fanout.Post) error {
+	data, err := json.Marshal(p)
+	if err != nil {
+		return fmt.Errorf("subscribers: record post: %w", err)
+	}
+	// The index first: a post visible in the history always has one.
+	if err := s.rdb.Set(ctx, s.statusKey(p.ID), p.Author, 0).Err(); err != nil {
+		return fmt.Errorf("subscribers: record post %s: %w", p.ID, err)
+	}
+	keys := []string{s.userKey(p.Author), s.postsKey(p.Author), s.postOrderKey(p.Author)}
+	dropped, err := recordPost.Run(ctx, s.rdb, keys, p.ID, data, s.cfg.RecentPosts).StringSlice()
+	if err != nil {
+		return fmt.Errorf("subscribers: record post %s: %w", p.ID, err)
+	}
+	return s.dropStatusIndex(ctx, dropped)
+}
+
+// dropStatusIndex deletes the a:<id> keys of posts no longer kept.
+func (s *RedisStore) dropStatusIndex(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, id := range ids {
+			p.Del(ctx, s.statusKey(id))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("subscribers: drop status index: %w", err)
+	}
+	return nil
+}
+
+// postPage returns up to ARGV[2] posts older than the lex bound ARGV[1],
+// newest first, in one round trip.
+var postPage = redis.NewScript(`
+local ids = redis.call('ZREVRANGEBYLEX', KEYS[1], ARGV[1], '-', 'LIMIT', 0, tonumber(ARGV[2]))
+if #ids == 0 then return {} end
+return redis.call('HMGET', KEYS[2], unpack(ids))`)
+
+// RecentPosts returns up to n of an author's latest posts, newest first.
+func (s *RedisStore) RecentPosts(ctx context.Context, username string, n int) ([]fanout.Post, error) {
+	return s.Statuses(ctx, username, "", n)
+}
+
+// Statuses returns up to n of an author's posts older than the post id
+// before ("" for the newest), newest first.
+func (s *RedisStore) Statuses(ctx context.Context, username, before string, n int) ([]fanout.Post, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	bound := "+"
+	if before != "" {
+		bound = "(" + before
+	}
+	keys := []string{s.postOrderKey(username), s.postsKey(username)}
+	raw, err := postPage.Run(ctx, s.rdb, keys, bound, n).Slice()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("subscribers: posts of %q: %w", username, err)
+	}
+	posts := make([]fanout.Post, 0, len(raw))
+	for _, r := range raw {
+		data, ok := r.(string)
+		if !ok {
+			continue // deleted between the two reads of another client's script; cannot happen inside one
+		}
+		var p fanout.Post
+		if err := json.Unmarshal([]byte(data), &p); err != nil {
+			return nil, fmt.Errorf("subscribers: posts of %q: %w", username, err)
+		}
+		posts = append(posts, p)
+	}
+	return posts, nil
+}
+
+// StatusByID returns a post still in its author's history and true, or false
+// when there is none with that id.
+func (s *RedisStore) StatusByID(ctx context.Context, id string) (fanout.Post, bool, error) {
+	author, err := s.rdb.Get(ctx, s.statusKey(id)).Result()
+	if errors.Is(err, redis.Nil) {
+		return fanout.Post{}, false, nil
+	}
+	if err != nil {
+		return fanout.Post{}, false, fmt.Errorf("subscribers: status %s: %w", id, err)
+	}
+	data, err := s.rdb.HGet(ctx, s.postsKey(author), id).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return fanout.Post{}, false, nil
+	}
+	if err != nil {
+		return fanout.Post{}, false, fmt.Errorf("subscribers: status %s: %w", id, err)
+	}
+	var p fanout.Post
+	if err := json.Unmarshal(data, &p); err != nil {
+		return fanout.Post{}, false, fmt.Errorf("subscribers: status %s: %w", id, err)
+	}
+	return p, true, nil
+}
+
+// deletePost removes one post from the author's history and uncounts it.
+var deletePost = redis.NewScript(`
+if redis.call('HDEL', KEYS[2], ARGV[1]) == 0 then return 0 end
+redis.call('ZREM', KEYS[3], ARGV[1])
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HINCRBY', KEYS[1], 'posts', -1) end
+return 1`)
+
+// DeletePost removes a post from its author's history, so that StatusByID,
+// Statuses and RecentPosts no longer return it. It reports whether the post
+// was there; deleting it again is harmless.
+func (s *RedisStore) DeletePost(ctx context.Context, author, id string) (bool, error) {
+	keys := []string{s.userKey(author), s.postsKey(author), s.postOrderKey(author)}
+	n, err := deletePost.Run(ctx, s.rdb, keys, id).Int()
+	if err != nil {
+		return false, fmt.Errorf("subscribers: delete post %s: %w", id, err)
+	}
+	if err := s.rdb.Del(ctx, s.statusKey(id)).Err(); err != nil {
+		return n == 1, fmt.Errorf("subscribers: delete post %s: %w", id, err)
+	}
+	return n == 1, nil
+}
