@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"strings"
-	"testing"
 	"time"
 
 	"mellium.im/sasl"
@@ -67,7 +66,7 @@ func ApproveSubscriptions() ClientOption { return func(c *Client) { c.approve = 
 
 // DialClient logs user@host in at addr with a resource, sends initial
 // presence, and collects incoming messages until the test ends.
-func DialClient(t testing.TB, addr, user, host, password string, opts ...ClientOption) *Client {
+func DialClient(t TB, addr, user, host, password string, opts ...ClientOption) *Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -165,7 +164,7 @@ func (c *Client) handle(t xmlstream.TokenReadEncoder, start *xml.StartElement) e
 }
 
 // Send sends a chat message with body to the JID.
-func (c *Client) Send(t testing.TB, to, body string) {
+func (c *Client) Send(t TB, to, body string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -178,7 +177,7 @@ func (c *Client) Send(t testing.TB, to, body string) {
 
 // Next returns the next message with a body, failing the test if none
 // arrives in time.
-func (c *Client) Next(t testing.TB, within time.Duration) Message {
+func (c *Client) Next(t TB, within time.Duration) Message {
 	t.Helper()
 	timer := time.NewTimer(within)
 	defer timer.Stop()
@@ -196,7 +195,7 @@ func (c *Client) Next(t testing.TB, within time.Duration) Message {
 }
 
 // Ask sends body to the JID and returns the next message from that JID.
-func (c *Client) Ask(t testing.TB, to, body string) Message {
+func (c *Client) Ask(t TB, to, body string) Message {
 	t.Helper()
 	c.Send(t, to, body)
 	for {
@@ -223,7 +222,7 @@ func (c *Client) Pending() []Message {
 
 // NextPresence returns the next presence matching keep, failing the test if
 // none arrives in time; others are dropped.
-func (c *Client) NextPresence(t testing.TB, within time.Duration, keep func(Presence) bool) Presence {
+func (c *Client) NextPresence(t TB, within time.Duration, keep func(Presence) bool) Presence {
 	t.Helper()
 	timer := time.NewTimer(within)
 	defer timer.Stop()
@@ -242,7 +241,7 @@ func (c *Client) NextPresence(t testing.TB, within time.Duration, keep func(Pres
 
 // SendPresence sends a presence of the given type ("" for available) to the
 // JID ("" for a broadcast).
-func (c *Client) SendPresence(t testing.TB, to string, typ stanza.PresenceType) {
+func (c *Client) SendPresence(t TB, to string, typ stanza.PresenceType) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -256,7 +255,7 @@ func (c *Client) SendPresence(t testing.TB, to string, typ stanza.PresenceType) 
 }
 
 // SendRaw writes raw XML (one or more whole stanzas) to the server.
-func (c *Client) SendRaw(t testing.TB, raw string) {
+func (c *Client) SendRaw(t TB, raw string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -267,7 +266,7 @@ func (c *Client) SendRaw(t testing.TB, raw string) {
 
 // IQ sends an IQ of the given type to the JID with the raw XML payload and
 // returns the raw XML of the response (result or error).
-func (c *Client) IQ(t testing.TB, to string, typ stanza.IQType, payload string) string {
+func (c *Client) IQ(t TB, to string, typ stanza.IQType, payload string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

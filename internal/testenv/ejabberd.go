@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -35,7 +34,7 @@ var _ XMPPServer = (*Ejabberd)(nil)
 // the foreground on free loopback ports, without TLS and with plain logins.
 // It returns once ejabberd reports itself started, so Register works at once.
 // ejabberdctl switches to the ejabberd user, so the tests must run as root.
-func StartEjabberd(t testing.TB) *Ejabberd {
+func StartEjabberd(t TB) *Ejabberd {
 	t.Helper()
 	e := &Ejabberd{
 		ServerInfo: ServerInfo{
@@ -102,7 +101,7 @@ func StartEjabberd(t testing.TB) *Ejabberd {
 
 // ejabberdDir makes a folder the ejabberd user can reach, removed when the
 // test ends. t.TempDir will not do: its parent is private to root (0700).
-func ejabberdDir(t testing.TB) string {
+func ejabberdDir(t TB) string {
 	t.Helper()
 	base := os.TempDir()
 	if !othersCanEnter(base) {
@@ -145,7 +144,7 @@ func othersCanEnter(dir string) bool {
 	}
 }
 
-func randomHex(t testing.TB, n int) string {
+func randomHex(t TB, n int) string {
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
 		t.Fatal(err)
@@ -214,7 +213,7 @@ func (e *Ejabberd) flags(args ...string) []string {
 	}, args...)
 }
 
-func (e *Ejabberd) start(t testing.TB) {
+func (e *Ejabberd) start(t TB) {
 	t.Helper()
 	e.starts++
 	// ejabberd writes logs/ejabberd.log itself; this file catches what it
@@ -262,7 +261,7 @@ func (e *Ejabberd) run(within time.Duration, args ...string) (string, error) {
 // Register creates the account user@Host (ejabberdctl register, ~0.4 s), or
 // sets its password when it exists already (change_password, ~0.4 s more),
 // keeping its roster.
-func (e *Ejabberd) Register(t testing.TB, user, password string) {
+func (e *Ejabberd) Register(t TB, user, password string) {
 	t.Helper()
 	out, err := e.run(30*time.Second, "register", user, e.Host, password)
 	if err != nil && strings.Contains(out, "already registered") {
@@ -275,7 +274,7 @@ func (e *Ejabberd) Register(t testing.TB, user, password string) {
 
 // Restart stops ejabberd and starts it again on the same ports, with the same
 // node name and data, as an operator's restart would.
-func (e *Ejabberd) Restart(t testing.TB) {
+func (e *Ejabberd) Restart(t TB) {
 	t.Helper()
 	if err := e.stop(); err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package testenv
 
 import (
 	"net"
-	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -18,7 +17,7 @@ type NATS struct {
 
 // StartNATS starts an embedded NATS server with JetStream on a random
 // loopback port; it is shut down when the test ends.
-func StartNATS(t testing.TB) *NATS {
+func StartNATS(t TB) *NATS {
 	t.Helper()
 	n := &NATS{opts: server.Options{
 		Host:      "127.0.0.1",
@@ -34,7 +33,7 @@ func StartNATS(t testing.TB) *NATS {
 	return n
 }
 
-func (n *NATS) start(t testing.TB) {
+func (n *NATS) start(t TB) {
 	t.Helper()
 	opts := n.opts
 	s, err := server.NewServer(&opts)
@@ -57,13 +56,13 @@ func (n *NATS) Stop() {
 }
 
 // Restart starts the server again on the same port with the same store.
-func (n *NATS) Restart(t testing.TB) {
+func (n *NATS) Restart(t TB) {
 	t.Helper()
 	n.start(t)
 }
 
 // Conn returns a client connection, closed when the test ends.
-func (n *NATS) Conn(t testing.TB) *nats.Conn {
+func (n *NATS) Conn(t TB) *nats.Conn {
 	t.Helper()
 	nc, err := nats.Connect(n.URL, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"testing"
 	"time"
 )
 
@@ -18,12 +17,12 @@ type Prosody struct {
 	bin  string
 	ctl  string
 	proc *process
-	t    testing.TB
+	t    TB
 }
 
 // StartProsody writes a config under a temporary folder and starts Prosody in
 // the foreground on free loopback ports, without TLS and with plain logins.
-func StartProsody(t testing.TB) *Prosody {
+func StartProsody(t TB) *Prosody {
 	t.Helper()
 	p := &Prosody{
 		ServerInfo: ServerInfo{
@@ -76,7 +75,7 @@ Component %[6]q
 `, filepath.Join(p.dir, "prosody.pid"), filepath.Join(p.dir, "data"), c2s, comp, p.Host, p.ComponentDomain, p.Secret)
 }
 
-func (p *Prosody) start(t testing.TB) {
+func (p *Prosody) start(t TB) {
 	t.Helper()
 	log := filepath.Join(p.dir, fmt.Sprintf("prosody-%d.log", time.Now().UnixNano()))
 	p.proc = startProcess(t, log, p.bin, "-F", "--config", p.cfg)
@@ -85,7 +84,7 @@ func (p *Prosody) start(t testing.TB) {
 }
 
 // Register creates (or re-creates) an account on the virtual host.
-func (p *Prosody) Register(t testing.TB, user, password string) {
+func (p *Prosody) Register(t TB, user, password string) {
 	t.Helper()
 	out, err := exec.Command(p.ctl, "--config", p.cfg, "register", user, p.Host, password).CombinedOutput()
 	if err != nil {
@@ -95,7 +94,7 @@ func (p *Prosody) Register(t testing.TB, user, password string) {
 
 // Restart stops Prosody and starts it again on the same ports with the same
 // data, as an operator's restart would.
-func (p *Prosody) Restart(t testing.TB) {
+func (p *Prosody) Restart(t TB) {
 	t.Helper()
 	if err := p.proc.stop(); err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync/atomic"
-	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -20,7 +19,7 @@ type Redis struct {
 
 // StartRedis starts redis-server on a free loopback port without persistence
 // and stops it when the test ends.
-func StartRedis(t testing.TB) *Redis {
+func StartRedis(t TB) *Redis {
 	t.Helper()
 	bin := need(t, "redis-server", "redis-server")
 	dir := t.TempDir()
@@ -38,7 +37,7 @@ func StartRedis(t testing.TB) *Redis {
 }
 
 // Client returns a client for the server, closed when the test ends.
-func (r *Redis) Client(t testing.TB) *redis.Client {
+func (r *Redis) Client(t TB) *redis.Client {
 	t.Helper()
 	c := redis.NewClient(&redis.Options{Addr: r.Addr})
 	t.Cleanup(func() { _ = c.Close() })
@@ -48,6 +47,6 @@ func (r *Redis) Client(t testing.TB) *redis.Client {
 var prefixSeq atomic.Int64
 
 // Prefix returns a key prefix unique to this test, so tests can share a server.
-func Prefix(t testing.TB) string {
+func Prefix(t TB) string {
 	return fmt.Sprintf("test%d:%d:", time.Now().UnixNano()%1e9, prefixSeq.Add(1))
 }

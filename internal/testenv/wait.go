@@ -7,13 +7,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"testing"
 	"time"
 )
 
 // Eventually polls cond every few milliseconds until it holds or the deadline
 // passes, then fails the test with msg.
-func Eventually(t testing.TB, within time.Duration, cond func() bool, msg string, args ...any) {
+func Eventually(t TB, within time.Duration, cond func() bool, msg string, args ...any) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
@@ -28,7 +27,7 @@ func Eventually(t testing.TB, within time.Duration, cond func() bool, msg string
 }
 
 // FreePort returns a loopback TCP port that was free a moment ago.
-func FreePort(t testing.TB) int {
+func FreePort(t TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -40,7 +39,7 @@ func FreePort(t testing.TB) int {
 
 // need returns the path of a server binary or fails the test naming the
 // package that provides it.
-func need(t testing.TB, binary, pkg string) string {
+func need(t TB, binary, pkg string) string {
 	t.Helper()
 	for _, dir := range []string{"", "/usr/sbin", "/usr/bin", "/sbin"} {
 		if dir == "" {
@@ -59,7 +58,7 @@ func need(t testing.TB, binary, pkg string) string {
 }
 
 // waitTCP waits until addr accepts connections or the process exits.
-func waitTCP(t testing.TB, addr string, within time.Duration, exited <-chan struct{}, logPath string) {
+func waitTCP(t TB, addr string, within time.Duration, exited <-chan struct{}, logPath string) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
@@ -100,7 +99,7 @@ type process struct {
 	log    string
 }
 
-func startProcess(t testing.TB, logPath string, name string, args ...string) *process {
+func startProcess(t TB, logPath string, name string, args ...string) *process {
 	t.Helper()
 	logf, err := os.Create(logPath)
 	if err != nil {

@@ -1,7 +1,5 @@
 package testenv
 
-import "testing"
-
 // ServerInfo is how tests reach an XMPP server started for them.
 type ServerInfo struct {
 	Name            string // "prosody" or "ejabberd"
@@ -17,10 +15,10 @@ type XMPPServer interface {
 	// Info returns the addresses and names of the running server.
 	Info() ServerInfo
 	// Register creates (or re-creates) the account user@Host.
-	Register(t testing.TB, user, password string)
+	Register(t TB, user, password string)
 	// Restart stops the server and starts it again with the same ports and
 	// data, as an operator's restart would.
-	Restart(t testing.TB)
+	Restart(t TB)
 	// Log returns what the server has logged (the tail of it).
 	Log() string
 }
