@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -15,9 +16,17 @@ import (
 type ConsumerConfig struct {
 	// FanoutWorkers is how many posts are fanned out at once; zero means 4.
 	FanoutWorkers int
-	// SendWorkers is how many batches are in flight to the component at
-	// once; zero means 4.
+	// SendWorkers is how many later-page batches (lanes 1 and up) are in
+	// flight to the component at once; zero means 2. With FirstWorkers it
+	// bounds the stanzas the XMPP server has not yet confirmed to
+	// (SendWorkers+FirstWorkers)×BatchSize, which paces the sender: ejabberd
+	// drops a component whose queue passes 10,000 stanzas, and a short
+	// queue in the server keeps small posts fast during a big fanout.
 	SendWorkers int
+	// FirstWorkers is how many first-page batches (lane 0: every post's
+	// first page, all of a small author's post) are in flight at once;
+	// zero means 2.
+	FirstWorkers int
 	// AckWait is how long JetStream waits for an ack before redelivering;
 	// zero means 30 s.
 	AckWait time.Duration
@@ -31,7 +40,10 @@ func (c ConsumerConfig) withDefaults() ConsumerConfig {
 		c.FanoutWorkers = 4
 	}
 	if c.SendWorkers == 0 {
-		c.SendWorkers = 4
+		c.SendWorkers = 2
+	}
+	if c.FirstWorkers == 0 {
+		c.FirstWorkers = 2
 	}
 	if c.AckWait == 0 {
 		c.AckWait = 30 * time.Second
@@ -44,7 +56,7 @@ func (c ConsumerConfig) withDefaults() ConsumerConfig {
 
 // Validate reports whether the configuration is usable.
 func (c ConsumerConfig) Validate() error {
-	if c.FanoutWorkers < 0 || c.SendWorkers < 0 || c.AckWait < 0 || c.RetryDelay < 0 {
+	if c.FanoutWorkers < 0 || c.SendWorkers < 0 || c.FirstWorkers < 0 || c.AckWait < 0 || c.RetryDelay < 0 {
 		return errors.New("fanout: consumer settings must not be negative")
 	}
 	return nil
@@ -71,27 +83,39 @@ func NewPipeline(js jetstream.JetStream, fan *Fanout, send *Send, log *slog.Logg
 // Run consumes both streams until ctx ends. Messages being handled when ctx
 // ends are not acknowledged and come back after AckWait.
 func (p *Pipeline) Run(ctx context.Context) error {
-	posts, err := p.consumer(ctx, PostsStream, FanoutConsumer, p.cfg.FanoutWorkers)
+	posts, err := p.consumer(ctx, PostsStream, FanoutConsumer, p.cfg.FanoutWorkers, nil)
 	if err != nil {
 		return err
 	}
-	batches, err := p.consumer(ctx, DeliveriesStream, SenderConsumer, p.cfg.SendWorkers)
+	// The later-page consumer is narrowed first: a work queue refuses two
+	// consumers whose subjects overlap.
+	laterLanes := make([]string, 0, Lanes-1)
+	for lane := 1; lane < Lanes; lane++ {
+		laterLanes = append(laterLanes, DeliveriesSubjectPrefix+strconv.Itoa(lane))
+	}
+	later, err := p.consumer(ctx, DeliveriesStream, SenderConsumer, p.cfg.SendWorkers, laterLanes)
+	if err != nil {
+		return err
+	}
+	first, err := p.consumer(ctx, DeliveriesStream, FirstSenderConsumer, p.cfg.FirstWorkers, []string{FirstLaneSubject})
 	if err != nil {
 		return err
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return p.consume(ctx, posts, p.cfg.FanoutWorkers, p.handlePost) })
-	g.Go(func() error { return p.consume(ctx, batches, p.cfg.SendWorkers, p.handleBatch) })
+	g.Go(func() error { return p.consume(ctx, first, p.cfg.FirstWorkers, p.handleBatch) })
+	g.Go(func() error { return p.consume(ctx, later, p.cfg.SendWorkers, p.handleBatch) })
 	return g.Wait()
 }
 
-func (p *Pipeline) consumer(ctx context.Context, stream, durable string, workers int) (jetstream.Consumer, error) {
+func (p *Pipeline) consumer(ctx context.Context, stream, durable string, workers int, subjects []string) (jetstream.Consumer, error) {
 	c, err := p.js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
-		Durable:       durable,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       p.cfg.AckWait,
-		MaxDeliver:    -1,
-		MaxAckPending: workers * 4,
+		Durable:        durable,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        p.cfg.AckWait,
+		MaxDeliver:     -1,
+		MaxAckPending:  workers * 4,
+		FilterSubjects: subjects,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("fanout: consumer %s on %s: %w", durable, stream, err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -76,11 +77,11 @@ func NewJetStreamSink(js jetstream.JetStream) *JetStreamSink { return &JetStream
 // PublishBatch encodes b at once (so the caller may reuse b.To) and starts
 // publishing it. The returned Pending resolves when JetStream has stored it.
 func (s *JetStreamSink) PublishBatch(ctx context.Context, b Batch) (Pending, error) {
-	data, err := json.Marshal(b)
+	data, err := b.Encode(make([]byte, 0, 64+len(b.To)*32))
 	if err != nil {
-		return nil, fmt.Errorf("fanout: encode batch: %w", err)
+		return nil, err
 	}
-	subject := fmt.Sprintf("%s%d", DeliveriesSubjectPrefix, b.Page%Lanes)
+	subject := laneSubject(b.Page)
 	f, err := s.js.PublishAsync(subject, data, jetstream.WithMsgID(b.MsgID()))
 	if err != nil {
 		return nil, fmt.Errorf("fanout: publish batch %s: %w", b.MsgID(), err)
@@ -101,9 +102,22 @@ func (p pubFuture) Wait(ctx context.Context) error {
 	}
 }
 
-// Lanes is the number of DELIVERIES subjects batches are spread over
-// (starling.deliver.0 … starling.deliver.<Lanes-1>), by page number.
+// Lanes is the number of DELIVERIES subjects (starling.deliver.0 …
+// starling.deliver.<Lanes-1>). Lane 0 carries the first page of every post,
+// which is all of a small author's post, and has consumers of its own, so a
+// celebrity's thousands of later pages (spread over lanes 1 to Lanes-1) never
+// queue ahead of it.
 const Lanes = 16
+
+// FirstLaneSubject is the subject of every post's first batch.
+const FirstLaneSubject = DeliveriesSubjectPrefix + "0"
+
+func laneSubject(page int) string {
+	if page == 0 {
+		return FirstLaneSubject
+	}
+	return DeliveriesSubjectPrefix + strconv.Itoa(1+page%(Lanes-1))
+}
 
 // errPoison marks a message that can never be processed (it does not decode).
 var errPoison = errors.New("fanout: undecodable message")

@@ -19,8 +19,12 @@ const (
 	DeliveriesSubjectPrefix = "starling.deliver."
 	// FanoutConsumer is the durable pull consumer on PostsStream.
 	FanoutConsumer = "fanout"
-	// SenderConsumer is the durable pull consumer on DeliveriesStream.
+	// SenderConsumer is the durable pull consumer of later pages (lanes 1
+	// and up) on DeliveriesStream.
 	SenderConsumer = "sender"
+	// FirstSenderConsumer is the durable pull consumer of first pages
+	// (lane 0) on DeliveriesStream.
+	FirstSenderConsumer = "sender-first"
 	// BatchSize is the largest number of recipients in one Batch.
 	BatchSize = 500
 )
@@ -65,32 +69,4 @@ func DecodePost(data []byte) (Post, error) {
 		return Post{}, fmt.Errorf("fanout: decode post: %w", err)
 	}
 	return p, p.Validate()
-}
-
-// Batch is one unit of delivery work: a post and up to BatchSize bare JIDs
-// of followers. Page numbers the batches of one post from zero, so the pair
-// (Post.ID, Page) identifies a batch for JetStream deduplication.
-type Batch struct {
-	Post Post     `json:"post"`
-	Page int      `json:"page"`
-	To   []string `json:"to"`
-}
-
-// MsgID is the Nats-Msg-Id of the batch, so that a post redelivered to the
-// fanout stage does not enqueue the same page twice.
-func (b Batch) MsgID() string { return fmt.Sprintf("%s.%d", b.Post.ID, b.Page) }
-
-// DecodeBatch parses a batch from a DeliveriesStream message.
-func DecodeBatch(data []byte) (Batch, error) {
-	var b Batch
-	if err := json.Unmarshal(data, &b); err != nil {
-		return Batch{}, fmt.Errorf("fanout: decode batch: %w", err)
-	}
-	if err := b.Post.Validate(); err != nil {
-		return Batch{}, err
-	}
-	if len(b.To) > BatchSize {
-		return Batch{}, fmt.Errorf("fanout: batch of %d recipients exceeds %d", len(b.To), BatchSize)
-	}
-	return b, nil
 }

@@ -46,6 +46,6 @@ func (s *Send) Deliver(ctx context.Context, b Batch) error {
 		s.metrics.sendFailed()
 		return err
 	}
-	s.metrics.sent(len(b.To))
+	s.metrics.sent(b.Len())
 	return nil
 }

@@ -7,10 +7,11 @@ import (
 
 // FollowerPager reads an author's followers a page at a time.
 type FollowerPager interface {
-	// FollowerPage appends one page of the author's follower JIDs to buf and
-	// returns the cursor of the next page, zero when the scan is complete.
-	// count is a hint; a page may hold more or fewer.
-	FollowerPage(ctx context.Context, author string, cursor uint64, count int, buf []string) ([]string, uint64, error)
+	// ScanFollowers calls page with successive pages of the followers of
+	// author who should get posts now, until the scan is complete or page
+	// returns an error. count is a hint; a page may hold more or fewer. The
+	// slice passed to page is only valid during the call.
+	ScanFollowers(ctx context.Context, author string, count int, page func([]string) error) error
 }
 
 // BatchSink stores delivery batches durably.
@@ -45,18 +46,12 @@ func NewFanout(pager FollowerPager, sink BatchSink, metrics *Metrics) *Fanout {
 // is called after every page so the caller can keep its message alive.
 func (f *Fanout) Fan(ctx context.Context, post Post, progress func()) (batches int, err error) {
 	var pending []Pending
-	buf := make([]string, 0, 2*BatchSize)
-	var cursor uint64
-	for {
-		buf, cursor, err = f.pager.FollowerPage(ctx, post.Author, cursor, BatchSize, buf[:0])
-		if err != nil {
-			return batches, err
-		}
-		for page := buf; len(page) > 0; {
+	err = f.pager.ScanFollowers(ctx, post.Author, BatchSize, func(page []string) error {
+		for len(page) > 0 {
 			n := min(len(page), BatchSize)
 			p, err := f.sink.PublishBatch(ctx, Batch{Post: post, Page: batches, To: page[:n]})
 			if err != nil {
-				return batches, err
+				return err
 			}
 			pending = append(pending, p)
 			batches++
@@ -65,9 +60,10 @@ func (f *Fanout) Fan(ctx context.Context, post Post, progress func()) (batches i
 		if progress != nil {
 			progress()
 		}
-		if cursor == 0 {
-			break
-		}
+		return nil
+	})
+	if err != nil {
+		return batches, err
 	}
 	for i, p := range pending {
 		if err := p.Wait(ctx); err != nil {

@@ -5,18 +5,23 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 )
 
 // pager serves fixed pages, as Redis SSCAN would (pages may exceed the hint).
 type pager struct{ pages [][]string }
 
-func (p *pager) FollowerPage(_ context.Context, _ string, cursor uint64, _ int, buf []string) ([]string, uint64, error) {
-	next := cursor + 1
-	if int(next) >= len(p.pages) {
-		next = 0
+func (p *pager) ScanFollowers(_ context.Context, _ string, _ int, page func([]string) error) error {
+	for _, pg := range p.pages {
+		if len(pg) == 0 {
+			continue
+		}
+		if err := page(pg); err != nil {
+			return err
+		}
 	}
-	return append(buf, p.pages[cursor]...), next, nil
+	return nil
 }
 
 type sink struct {
@@ -82,24 +87,59 @@ func TestFanNoFollowers(t *testing.T) {
 	}
 }
 
-func TestDecodeBatchRefusesOversize(t *testing.T) {
-	if _, err := DecodeBatch([]byte(`{"post":{"id":"x","author":"a"},"to":[]}`)); err != nil {
-		t.Fatalf("empty batch: %v", err)
+func TestBatchRoundTrip(t *testing.T) {
+	post := Post{ID: "01J", Author: "alice", Text: "line one\nline two", AuthorName: "A"}
+	to := jids(BatchSize, "r")
+	data, err := Batch{Post: post, Page: 7, To: to}.Encode(nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	big := `{"post":{"id":"x","author":"a"},"to":[`
-	for i := 0; i <= BatchSize; i++ {
-		if i > 0 {
-			big += ","
+	b, err := DecodeBatch(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	_ = b.Recipients(func(j []byte) error { got = append(got, string(j)); return nil })
+	if b.Post != post || b.Page != 7 || b.Len() != BatchSize || !slices.Equal(got, to) || b.MsgID() != "01J.7" {
+		t.Fatalf("round trip: %+v, %d recipients", b.Post, len(got))
+	}
+	empty, err := Batch{Post: post}.Encode(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := DecodeBatch(empty); err != nil || b.Len() != 0 {
+		t.Fatalf("empty batch: %v, %d", err, b.Len())
+	}
+	if _, err := (Batch{Post: post, To: []string{"a@b\nc@d"}}).Encode(nil); err == nil {
+		t.Fatal("a recipient with a line break was encoded")
+	}
+}
+
+func TestDecodeBatchRefusesBadInput(t *testing.T) {
+	over, _ := Batch{Post: Post{ID: "x", Author: "a"}, To: jids(BatchSize+1, "r")}.Encode(nil)
+	for name, data := range map[string][]byte{
+		"oversize":   over,
+		"no post id": []byte("B1 0\n{\"author\":\"a\"}"),
+		"garbage":    []byte("not a batch"),
+		"bad page":   []byte("B1 x\n{\"id\":\"x\",\"author\":\"a\"}"),
+		"bad json":   []byte("B1 0\n{"),
+	} {
+		if _, err := DecodeBatch(data); err == nil {
+			t.Errorf("%s: decoded", name)
 		}
-		big += `"j@e"`
-	}
-	if _, err := DecodeBatch([]byte(big + "]}")); err == nil {
-		t.Fatal("a batch over BatchSize decoded")
-	}
-	if _, err := DecodeBatch([]byte(`{"post":{"author":"a"}}`)); err == nil {
-		t.Fatal("a batch without post id decoded")
 	}
 	if _, err := DecodePost([]byte(`not json`)); err == nil {
 		t.Fatal("garbage decoded as a post")
+	}
+}
+
+func TestLanes(t *testing.T) {
+	if laneSubject(0) != FirstLaneSubject {
+		t.Fatal("a post's first page must go to the first lane")
+	}
+	for page := 1; page < 100; page++ {
+		if s := laneSubject(page); s == FirstLaneSubject || !strings.HasPrefix(s, DeliveriesSubjectPrefix) {
+			t.Fatalf("page %d on %s", page, s)
+		}
 	}
 }

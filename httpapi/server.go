@@ -54,6 +54,10 @@ type Posts interface {
 	// ReserveIdempotent stores p under the author's Idempotency-Key, or
 	// returns the post stored there first and true.
 	ReserveIdempotent(ctx context.Context, author, key string, p fanout.Post) (fanout.Post, bool, error)
+	// MarkIdempotentDone records that the key's post is published;
+	// IdempotentDone reports it, so a late retry does not publish again.
+	MarkIdempotentDone(ctx context.Context, author, key string) error
+	IdempotentDone(ctx context.Context, author, key string) (bool, error)
 	// StatusByID returns a post of some author's history, or false.
 	StatusByID(ctx context.Context, id string) (fanout.Post, bool, error)
 	// Statuses returns up to n of the author's posts older than before

@@ -79,38 +79,62 @@ func (s *server) acceptPost(w http.ResponseWriter, r *http.Request, author, key,
 		return
 	}
 	post := fanout.Post{ID: id, Author: author, AuthorName: name, Text: text, CreatedAt: now}
-	if key != "" {
-		var ok bool
-		if post, ok = s.reserve(w, r, key, post); !ok {
+	if key == "" {
+		s.publish(w, r, post)
+		return
+	}
+	var seen bool
+	if post, seen, ok = s.reserve(w, r, key, post); !ok {
+		return
+	}
+	if seen {
+		// A retry. Once the first attempt is known to be published, the
+		// answer is repeated without publishing: JetStream would drop the
+		// duplicate only within its two-minute window.
+		done, err := s.acc.IdempotentDone(r.Context(), author, key)
+		if err != nil {
+			s.fail(w, r, "idempotency lookup", err)
+			return
+		}
+		if done {
+			w.Header().Set("Location", "/v1/statuses/"+post.ID)
+			writeJSON(w, http.StatusAccepted, toStatus(post))
 			return
 		}
 	}
-	s.publish(w, r, post)
+	if s.publish(w, r, post) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), recordTimeout)
+		defer cancel()
+		if err := s.acc.MarkIdempotentDone(ctx, author, key); err != nil {
+			s.log.ErrorContext(ctx, "httpapi: idempotency record not completed", "post", post.ID, "err", err)
+		}
+	}
 }
 
 // reserve stores post under the author's Idempotency-Key, or returns the post
 // stored there by an earlier request. If it returns false it has answered.
-func (s *server) reserve(w http.ResponseWriter, r *http.Request, key string, post fanout.Post) (fanout.Post, bool) {
-	first, _, err := s.acc.ReserveIdempotent(r.Context(), post.Author, key, post)
+// seen reports a retry.
+func (s *server) reserve(w http.ResponseWriter, r *http.Request, key string, post fanout.Post) (first fanout.Post, seen, ok bool) {
+	first, seen, err := s.acc.ReserveIdempotent(r.Context(), post.Author, key, post)
 	if err != nil {
 		s.fail(w, r, "idempotency reservation", err)
-		return fanout.Post{}, false
+		return fanout.Post{}, false, false
 	}
 	if first.Text != post.Text {
 		writeProblem(w, typed(typeKeyReused, "Idempotency-Key reused", http.StatusUnprocessableEntity,
 			"Idempotency-Key reused with a different body"))
-		return fanout.Post{}, false
+		return fanout.Post{}, false, false
 	}
-	return first, true
+	return first, seen, true
 }
 
 // publish hands the post to JetStream and answers 202 once it is stored, or
-// 503 if it could not be.
-func (s *server) publish(w http.ResponseWriter, r *http.Request, post fanout.Post) {
+// 503 if it could not be; it reports whether the post is stored.
+func (s *server) publish(w http.ResponseWriter, r *http.Request, post fanout.Post) bool {
 	duplicate, err := s.publishTimed(r, "post", post)
 	if err != nil {
 		unavailable(w, "the post could not be stored right now; retry it")
-		return
+		return false
 	}
 	if !duplicate {
 		s.metrics.published.Inc()
@@ -118,6 +142,7 @@ func (s *server) publish(w http.ResponseWriter, r *http.Request, post fanout.Pos
 	}
 	w.Header().Set("Location", "/v1/statuses/"+post.ID)
 	writeJSON(w, http.StatusAccepted, toStatus(post))
+	return true
 }
 
 // toStatus is a post as the API shows it.

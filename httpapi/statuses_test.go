@@ -205,3 +205,33 @@ func acceptedID(t *testing.T, rec *httptest.ResponseRecorder) string {
 	decode(t, rec, &got)
 	return got.ID
 }
+
+// TestIdempotentRetryPublishesOnce: once the first attempt is published, a
+// retry answers the same post without publishing again (JetStream would only
+// drop the duplicate within two minutes); a first attempt that failed is
+// published by the retry.
+func TestIdempotentRetryPublishesOnce(t *testing.T) {
+	pub := &fakePublisher{}
+	e := newAPI(t, newRedisStore(t), pub, nil)
+	token := e.createUser(t, "alice")
+	calls := func() int {
+		pub.mu.Lock()
+		defer pub.mu.Unlock()
+		return pub.calls
+	}
+
+	id := acceptedID(t, e.post(t, token, "k1", "once"))
+	if again := acceptedID(t, e.post(t, token, "k1", "once")); again != id || calls() != 1 {
+		t.Fatalf("retry: id %s (first %s), %d publishes, want 1", again, id, calls())
+	}
+
+	pub.fail(errors.New("nats: timeout"))
+	if rec := e.post(t, token, "k2", "twice"); rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("failed publish answered %d", rec.Code)
+	}
+	pub.fail(nil)
+	first := acceptedID(t, e.post(t, token, "k2", "twice"))
+	if again := acceptedID(t, e.post(t, token, "k2", "twice")); again != first || calls() != 3 {
+		t.Fatalf("after a failed attempt: ids %s %s, %d publishes, want 3", first, again, calls())
+	}
+}

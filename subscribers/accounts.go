@@ -164,6 +164,25 @@ func (s *RedisStore) ReserveIdempotent(ctx context.Context, author, key string, 
 	return s.reserve(ctx, s.idemKey(author, key), p)
 }
 
+// MarkIdempotentDone records that the post reserved under the author's
+// Idempotency-Key has been published, so that a retry after JetStream's
+// two-minute duplicate window returns it without publishing it again.
+func (s *RedisStore) MarkIdempotentDone(ctx context.Context, author, key string) error {
+	if err := s.rdb.Set(ctx, s.idemKey(author, key)+":done", "1", s.cfg.IdempotencyTTL).Err(); err != nil {
+		return fmt.Errorf("subscribers: idempotency: %w", err)
+	}
+	return nil
+}
+
+// IdempotentDone reports whether MarkIdempotentDone was called for the key.
+func (s *RedisStore) IdempotentDone(ctx context.Context, author, key string) (bool, error) {
+	n, err := s.rdb.Exists(ctx, s.idemKey(author, key)+":done").Result()
+	if err != nil {
+		return false, fmt.Errorf("subscribers: idempotency: %w", err)
+	}
+	return n == 1, nil
+}
+
 // ReserveRetraction remembers p as the retraction of the author's post id,
 // or returns the retraction reserved by an earlier attempt and true, so that
 // retried deletions publish one retraction (deduplicated by its id).

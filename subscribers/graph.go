@@ -52,34 +52,65 @@ func (s *RedisStore) Following(ctx context.Context, jid string) ([]string, error
 	return authors, nil
 }
 
-// FollowerPage returns one SSCAN page of an author's followers who get posts
-// now, appended to buf, and the cursor of the next page (zero when the scan
-// is complete). Followers who said "off" or are known to be offline are left
-// out; unknown presence counts as reachable. The page's states are read in
-// one pipelined round trip. count is a hint: Redis may return more or fewer.
+// ScanFollowers calls page with successive SSCAN pages of an author's
+// followers who get posts now: not paused, not known to be offline (unknown
+// presence counts as reachable), not recently unreachable. Each round trip
+// is one pipeline holding the current page's states and the next page's
+// SSCAN, so a scan of P pages costs P+1 round trips. count is a hint: Redis
+// may return more or fewer per page. The slice passed to page is reused
+// after it returns.
+func (s *RedisStore) ScanFollowers(ctx context.Context, author string, count int, page func([]string) error) error {
+	key := s.followersKey(author)
+	keys, cursor, err := s.rdb.SScan(ctx, key, 0, "", int64(count)).Result()
+	if err != nil {
+		return fmt.Errorf("subscribers: followers of %s: %w", author, err)
+	}
+	var states []*redis.SliceCmd
+	var deliver []string
+	for {
+		var next *redis.ScanCmd
+		states = states[:0]
+		if len(keys) > 0 || cursor != 0 {
+			_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for _, jid := range keys {
+					states = append(states, p.HMGet(ctx, s.stateKey(jid), stateFields...))
+				}
+				if cursor != 0 {
+					next = p.SScan(ctx, key, cursor, "", int64(count))
+				}
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("subscribers: followers of %s: %w", author, err)
+			}
+		}
+		now := time.Now()
+		deliver = deliver[:0]
+		for i, jid := range keys {
+			if stateOf(states[i].Val()).deliverable(now) {
+				deliver = append(deliver, jid)
+			}
+		}
+		if len(deliver) > 0 {
+			if err := page(deliver); err != nil {
+				return err
+			}
+		}
+		if next == nil {
+			return nil
+		}
+		keys, cursor = next.Val()
+	}
+}
+
+// FollowerPage returns one SSCAN page of all of an author's followers,
+// whatever their state, appended to buf, and the cursor of the next page
+// (zero when the scan is complete). It serves the API's follower listing;
+// deliveries use ScanFollowers.
 func (s *RedisStore) FollowerPage(ctx context.Context, author string, cursor uint64, count int, buf []string) ([]string, uint64, error) {
 	keys, next, err := s.rdb.SScan(ctx, s.followersKey(author), cursor, "", int64(count)).Result()
 	if err != nil {
 		return buf, 0, fmt.Errorf("subscribers: followers of %s: %w", author, err)
 	}
-	if len(keys) == 0 {
-		return buf, next, nil
-	}
-	states := make([]*redis.SliceCmd, len(keys))
-	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, jid := range keys {
-			states[i] = p.HMGet(ctx, s.stateKey(jid), stateFields...)
-		}
-		return nil
-	})
-	if err != nil {
-		return buf, 0, fmt.Errorf("subscribers: states of %s's followers: %w", author, err)
-	}
-	now := time.Now()
-	for i, jid := range keys {
-		if stateOf(states[i].Val()).deliverable(now) {
-			buf = append(buf, jid)
-		}
-	}
-	return buf, next, nil
+	return append(buf, keys...), next, nil
 }

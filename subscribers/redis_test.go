@@ -108,28 +108,70 @@ func TestRedisStore(t *testing.T) {
 			}
 		}
 		seen := map[string]bool{}
-		var cursor uint64
 		pages := 0
-		var buf []string
-		for {
-			var err error
-			buf, cursor, err = s.FollowerPage(ctx, "star", cursor, fanout.BatchSize, buf[:0])
-			if err != nil {
-				t.Fatal(err)
-			}
+		err := s.ScanFollowers(ctx, "star", fanout.BatchSize, func(page []string) error {
 			pages++
-			for _, j := range buf {
+			for _, j := range page {
 				seen[j] = true
 			}
-			if cursor == 0 {
-				break
-			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
 		if len(seen) != n {
 			t.Fatalf("scan saw %d distinct followers, want %d", len(seen), n)
 		}
 		if pages < 2 {
 			t.Fatalf("%d followers in %d page(s): SSCAN paging not exercised", n, pages)
+		}
+	})
+
+	t.Run("scan skips paused, offline and unreachable followers", func(t *testing.T) {
+		s := newStore(t, r)
+		for _, j := range []string{"unknown@e", "online@e", "paused@e", "offline@e", "bouncing@e", "offline-ungranted@e"} {
+			if _, err := s.Follow(ctx, "star", j); err != nil {
+				t.Fatal(err)
+			}
+		}
+		must := func(err error) {
+			t.Helper()
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, err := s.SetPresence(ctx, "online@e", "phone", true)
+		must(err)
+		must(s.SetPaused(ctx, "paused@e", true))
+		must(s.Granted(ctx, "offline@e", "mb.example", true))
+		_, err = s.SetPresence(ctx, "offline@e", "phone", true)
+		must(err)
+		_, err = s.SetPresence(ctx, "offline@e", "phone", false)
+		must(err)
+		// Unavailable without a grant proves nothing: we would never hear
+		// that they are back.
+		_, err = s.SetPresence(ctx, "offline-ungranted@e", "", false)
+		must(err)
+		for range BounceLimit {
+			_, err = s.Bounced(ctx, "bouncing@e")
+			must(err)
+		}
+		var got []string
+		must(s.ScanFollowers(ctx, "star", 100, func(page []string) error {
+			got = append(got, page...)
+			return nil
+		}))
+		slices.Sort(got)
+		if want := []string{"offline-ungranted@e", "online@e", "unknown@e"}; !slices.Equal(got, want) {
+			t.Fatalf("deliverable %v, want %v", got, want)
+		}
+		// Coming online again clears "offline" and "unreachable".
+		for _, j := range []string{"offline@e", "bouncing@e"} {
+			_, err = s.SetPresence(ctx, j, "laptop", true)
+			must(err)
+			if st, _ := s.State(ctx, j); st.Presence != "on" || !st.Unreachable.IsZero() {
+				t.Fatalf("%s after coming online: %+v", j, st)
+			}
 		}
 	})
 }

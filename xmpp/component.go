@@ -264,10 +264,18 @@ func (c *Component) DeliverBatch(ctx context.Context, b fanout.Batch) error {
 	}
 	d := NewDelivery(c.cfg.Domain, b.Post)
 	id, answered := c.pings.add()
-	if err := c.write(l, d, b.To, id); err != nil {
-		c.pings.drop(id)
-		_ = l.conn.Close() // a partial write leaves the stream unusable
+	err := c.locked(l, func(w *bufio.Writer) error {
+		if err := b.Recipients(func(jid []byte) error { return d.WriteTo(w, jid) }); err != nil {
+			return err
+		}
+		w.Write(c.pingHead)
+		w.WriteString(id)
+		_, err := w.WriteString(`"><ping xmlns="urn:xmpp:ping"/></iq>`)
 		return err
+	})
+	if err != nil {
+		c.pings.drop(id)
+		return fmt.Errorf("xmpp: write delivery: %w", err)
 	}
 	t := time.NewTimer(c.cfg.PingTimeout)
 	defer t.Stop()
@@ -283,48 +291,35 @@ func (c *Component) DeliverBatch(ctx context.Context, b fanout.Batch) error {
 	}
 }
 
-// writeRaw writes pre-rendered stanzas under the session's write lock.
+// writeRaw writes pre-rendered stanzas.
 func (c *Component) writeRaw(l *link, b []byte) error {
-	tw := l.sess.TokenWriter()
-	defer tw.Close()
-	if err := tw.Flush(); err != nil {
+	return c.locked(l, func(w *bufio.Writer) error {
+		_, err := w.Write(b)
 		return err
-	}
-	_ = l.conn.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
-	defer l.conn.SetWriteDeadline(time.Time{})
-	if _, err := l.w.Write(b); err != nil {
-		_ = l.conn.Close()
-		return err
-	}
-	if err := l.w.Flush(); err != nil {
-		_ = l.conn.Close()
-		return err
-	}
-	return nil
+	})
 }
 
-// write sends the batch under the session's write lock, so that it never
-// interleaves with replies the handler writes through mellium.
-func (c *Component) write(l *link, d *Delivery, to []string, pingID string) error {
+// locked runs write with the connection's buffered writer under the
+// session's write lock, so that raw bytes never interleave with what mellium
+// writes (the handler's replies), and flushes once. A failed or partial
+// write leaves the stream unusable, so the connection is closed and Run
+// reconnects.
+func (c *Component) locked(l *link, write func(*bufio.Writer) error) error {
 	tw := l.sess.TokenWriter()
 	defer tw.Close()
-	if err := tw.Flush(); err != nil {
-		return fmt.Errorf("xmpp: flush: %w", err)
-	}
-	_ = l.conn.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
-	defer l.conn.SetWriteDeadline(time.Time{})
-	for _, jid := range to {
-		if err := d.WriteTo(l.w, jid); err != nil {
-			return fmt.Errorf("xmpp: write delivery: %w", err)
+	err := tw.Flush()
+	if err == nil {
+		_ = l.conn.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
+		err = write(l.w)
+		if err == nil {
+			err = l.w.Flush()
 		}
+		_ = l.conn.SetWriteDeadline(time.Time{})
 	}
-	l.w.Write(c.pingHead)
-	l.w.WriteString(pingID)
-	l.w.WriteString(`"><ping xmlns="urn:xmpp:ping"/></iq>`)
-	if err := l.w.Flush(); err != nil {
-		return fmt.Errorf("xmpp: write delivery: %w", err)
+	if err != nil {
+		_ = l.conn.Close()
 	}
-	return nil
+	return err
 }
 
 // renderPingHead renders the delivery ping up to the value of its id.

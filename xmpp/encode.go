@@ -106,25 +106,19 @@ func (d *Delivery) AppendTo(dst []byte, to string) []byte {
 	return append(dst, d.tail...)
 }
 
-// stringByteWriter is what bufio.Writer offers; WriteTo uses it to escape
-// straight into the connection's buffer.
-type stringByteWriter interface {
-	io.Writer
-	io.StringWriter
-}
-
 // WriteTo writes the message addressed to the JID to w. The address is
-// written as is when it needs no escaping, the usual case.
-func (d *Delivery) WriteTo(w stringByteWriter, to string) error {
+// copied as is when it needs no escaping, the usual case, so nothing is
+// allocated.
+func (d *Delivery) WriteTo(w io.Writer, to []byte) error {
 	if _, err := w.Write(d.head); err != nil {
 		return err
 	}
 	var err error
 	if attrSafe(to) {
-		_, err = w.WriteString(to)
+		_, err = w.Write(to)
 	} else {
 		var scratch [256]byte
-		_, err = w.Write(appendAttr(scratch[:0], to))
+		_, err = w.Write(appendAttr(scratch[:0], string(to)))
 	}
 	if err != nil {
 		return err
@@ -134,7 +128,7 @@ func (d *Delivery) WriteTo(w stringByteWriter, to string) error {
 }
 
 // attrSafe reports whether s can be written into an attribute value as is.
-func attrSafe(s string) bool {
+func attrSafe[T string | []byte](s T) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c < 0x20 || c >= utf8.RuneSelf || c == '&' || c == '<' || c == '>' || c == '"' || c == '\'' {

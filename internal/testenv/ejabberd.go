@@ -26,6 +26,7 @@ type Ejabberd struct {
 	node   string // Erlang node name, unique per StartEjabberd
 	starts int
 	proc   *process
+	opts   serverOptions
 }
 
 var _ XMPPServer = (*Ejabberd)(nil)
@@ -34,7 +35,9 @@ var _ XMPPServer = (*Ejabberd)(nil)
 // the foreground on free loopback ports, without TLS and with plain logins.
 // It returns once ejabberd reports itself started, so Register works at once.
 // ejabberdctl switches to the ejabberd user, so the tests must run as root.
-func StartEjabberd(t TB) *Ejabberd {
+// WithComponents adds more component domains to the service listener;
+// WithPubSub is Prosody's only and ignored here.
+func StartEjabberd(t TB, opts ...ServerOption) *Ejabberd {
 	t.Helper()
 	e := &Ejabberd{
 		ServerInfo: ServerInfo{
@@ -43,7 +46,8 @@ func StartEjabberd(t TB) *Ejabberd {
 			ComponentDomain: "microblog.localhost",
 			Secret:          "test-secret",
 		},
-		ctl: need(t, "ejabberdctl", "ejabberd"),
+		ctl:  need(t, "ejabberdctl", "ejabberd"),
+		opts: collect(opts),
 	}
 	if os.Geteuid() != 0 {
 		t.Fatalf("testenv: ejabberdctl runs ejabberd as the ejabberd user and only root may ask it to; run the tests as root")
@@ -177,7 +181,7 @@ listen:
     hosts:
       %[4]q:
         password: %[5]q
-modules:
+%[6]smodules:
   mod_disco: {}
   mod_ping: {}
   mod_roster: {}
@@ -185,7 +189,17 @@ modules:
   mod_stream_mgmt: {}
   # For ejabberdctl change_password, which Register uses on an existing user.
   mod_admin_extra: {}
-`, e.Host, c2s, comp, e.ComponentDomain, e.Secret)
+`, e.Host, c2s, comp, e.ComponentDomain, e.Secret, e.extraComponents())
+}
+
+// extraComponents lists the option's component domains in the service
+// listener's hosts, with the same secret.
+func (e *Ejabberd) extraComponents() string {
+	var b strings.Builder
+	for _, d := range e.opts.components {
+		fmt.Fprintf(&b, "      %q:\n        password: %q\n", d, e.Secret)
+	}
+	return b.String()
 }
 
 // ctlConfig is sourced by ejabberdctl for every command. ERL_DIST_PORT makes

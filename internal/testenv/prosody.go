@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -18,11 +19,50 @@ type Prosody struct {
 	ctl  string
 	proc *process
 	t    TB
+	opts serverOptions
+}
+
+// ServerOption changes how StartProsody or StartEjabberd configures the
+// server. Every option is additive: without options both start as before.
+type ServerOption func(*serverOptions)
+
+type serverOptions struct {
+	components []string // extra component domains, with the same secret
+	pubsub     string   // Prosody: domain of a mod_pubsub component
+	admins     []string // Prosody: server admins (bare JIDs)
+}
+
+func collect(opts []ServerOption) serverOptions {
+	var o serverOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
+
+// WithComponents declares more XEP-0114 component domains on the server,
+// each accepting the server's component secret (ServerInfo.Secret) on the
+// same component port, e.g. a "sink.localhost" that a benchmark reads.
+func WithComponents(domains ...string) ServerOption {
+	return func(o *serverOptions) { o.components = append(o.components, domains...) }
+}
+
+// WithPubSub (Prosody only) adds `Component domain "pubsub"`: Prosody's own
+// XEP-0060 service (mod_pubsub), with in-memory storage. With the default
+// file storage Prosody rewrites the whole node, every subscriber included,
+// on each subscribe, so N subscriptions cost O(N²). admins become server
+// admins (global `admins`), which mod_pubsub makes owners of every node,
+// so they may create nodes and publish.
+func WithPubSub(domain string, admins ...string) ServerOption {
+	return func(o *serverOptions) {
+		o.pubsub = domain
+		o.admins = append(o.admins, admins...)
+	}
 }
 
 // StartProsody writes a config under a temporary folder and starts Prosody in
 // the foreground on free loopback ports, without TLS and with plain logins.
-func StartProsody(t TB) *Prosody {
+func StartProsody(t TB, opts ...ServerOption) *Prosody {
 	t.Helper()
 	p := &Prosody{
 		ServerInfo: ServerInfo{
@@ -31,10 +71,11 @@ func StartProsody(t TB) *Prosody {
 			ComponentDomain: "microblog.localhost",
 			Secret:          "test-secret",
 		},
-		bin: need(t, "prosody", "prosody"),
-		ctl: need(t, "prosodyctl", "prosody"),
-		dir: t.TempDir(),
-		t:   t,
+		bin:  need(t, "prosody", "prosody"),
+		ctl:  need(t, "prosodyctl", "prosody"),
+		dir:  t.TempDir(),
+		t:    t,
+		opts: collect(opts),
 	}
 	c2s, comp := FreePort(t), FreePort(t)
 	p.C2SAddr, p.ComponentAddr = addr(c2s), addr(comp)
@@ -67,13 +108,43 @@ c2s_require_encryption = false
 allow_unencrypted_plain_auth = true
 authentication = "internal_plain"
 network_settings = { min_wait = 0.00001 }
-
+%[8]s
 VirtualHost %[5]q
 
 Component %[6]q
     component_secret = %[7]q
-`, filepath.Join(p.dir, "prosody.pid"), filepath.Join(p.dir, "data"), c2s, comp, p.Host, p.ComponentDomain, p.Secret)
+`, filepath.Join(p.dir, "prosody.pid"), filepath.Join(p.dir, "data"), c2s, comp, p.Host, p.ComponentDomain, p.Secret, p.extraGlobal()) + p.extraComponents()
 }
+
+// extraGlobal is the global part of the options (before any host).
+func (p *Prosody) extraGlobal() string {
+	if len(p.opts.admins) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("admins = {")
+	for _, a := range p.opts.admins {
+		fmt.Fprintf(&b, " %q;", a)
+	}
+	b.WriteString(" }\n")
+	return b.String()
+}
+
+// extraComponents declares the components the options ask for.
+func (p *Prosody) extraComponents() string {
+	var b strings.Builder
+	for _, d := range p.opts.components {
+		fmt.Fprintf(&b, "\nComponent %q\n    component_secret = %q\n", d, p.Secret)
+	}
+	if p.opts.pubsub != "" {
+		fmt.Fprintf(&b, "\nComponent %q \"pubsub\"\n    storage = \"memory\"\n    pubsub_max_items = 10\n", p.opts.pubsub)
+	}
+	return b.String()
+}
+
+// DataDir is Prosody's data_path, where its internal storage keeps one Lua
+// file per user and store (data/<host>/<store>/<user>.dat).
+func (p *Prosody) DataDir() string { return filepath.Join(p.dir, "data") }
 
 func (p *Prosody) start(t TB) {
 	t.Helper()

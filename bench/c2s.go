@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"mellium.im/sasl"
+	"mellium.im/xmlstream"
+	"mellium.im/xmpp"
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
+)
+
+// c2s is a plain client session (SASL PLAIN on loopback, as testenv's
+// DialClient) that sends no presence: the startup baseline times login and
+// the roster, nothing else.
+type c2s struct {
+	sess *xmpp.Session
+	conn net.Conn
+	done chan struct{}
+}
+
+func dialC2S(ctx context.Context, addr, user, host, password string) (*c2s, error) {
+	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	origin := jid.MustParse(user + "@" + host + "/bench")
+	sess, err := xmpp.NewSession(ctx, origin.Domain(), origin, conn, xmpp.Secure,
+		xmpp.NewNegotiator(func(*xmpp.Session, *xmpp.StreamConfig) xmpp.StreamConfig {
+			return xmpp.StreamConfig{Features: []xmpp.StreamFeature{
+				xmpp.SASL("", password, sasl.Plain), xmpp.BindResource(),
+			}}
+		}))
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("c2s login %s: %w", origin, err)
+	}
+	c := &c2s{sess: sess, conn: conn, done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		_ = sess.Serve(xmpp.HandlerFunc(func(xmlstream.TokenReadEncoder, *xml.StartElement) error { return nil }))
+	}()
+	return c, nil
+}
+
+func (c *c2s) close() {
+	_ = c.sess.Close()
+	_ = c.conn.Close()
+	<-c.done
+}
+
+// iq sends an IQ with a raw XML payload and returns how many elements named
+// count its answer holds, or the error the answer carries.
+func (c *c2s) iq(ctx context.Context, to string, typ stanza.IQType, payload, count string) (int, error) {
+	iq := stanza.IQ{Type: typ}
+	if to != "" {
+		iq.To = jid.MustParse(to)
+	}
+	resp, err := c.sess.SendIQ(ctx, iq.Wrap(stripNS(xml.NewDecoder(strings.NewReader(payload)))))
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Close()
+	n := 0
+	isErr := false
+	for {
+		tok, err := resp.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return n, err
+		}
+		if se, ok := tok.(xml.StartElement); ok {
+			if se.Name.Local == count {
+				n++
+			}
+			if se.Name.Local == "iq" {
+				for _, a := range se.Attr {
+					if a.Name.Local == "type" && a.Value == "error" {
+						isErr = true
+					}
+				}
+			}
+		}
+	}
+	if isErr {
+		return n, fmt.Errorf("iq %s to %s: error answer", typ, to)
+	}
+	return n, nil
+}
+
+// stripNS drops the xmlns attributes the decoder reports beside the names.
+func stripNS(r xml.TokenReader) xml.TokenReader {
+	return xmlstream.Map(func(t xml.Token) xml.Token {
+		if se, ok := t.(xml.StartElement); ok {
+			attrs := se.Attr[:0:0]
+			for _, a := range se.Attr {
+				if a.Name.Space != "" || a.Name.Local != "xmlns" {
+					attrs = append(attrs, a)
+				}
+			}
+			se.Attr = attrs
+			return se
+		}
+		return t
+	})(r)
+}
+
+// writeRoster writes user@host's roster in Prosody's internal storage
+// (data/<host>/roster/<user>.dat, a Lua table), as a server that has served a
+// popular bot for years holds it: n contacts, all mutually subscribed.
+func writeRoster(dataDir, host, user string, n int, contact func(int) string) error {
+	dir := filepath.Join(dataDir, host, "roster")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	var b strings.Builder
+	b.WriteString("return {\n\t[false] = {\n\t\t[\"version\"] = 1;\n\t\t[\"pending\"] = {};\n\t};\n")
+	for i := range n {
+		c := contact(i)
+		fmt.Fprintf(&b, "\t[%q] = {\n\t\t[\"subscription\"] = \"both\";\n\t\t[\"groups\"] = {};\n\t\t[\"name\"] = %q;\n\t};\n", c, strings.SplitN(c, "@", 2)[0])
+	}
+	b.WriteString("};\n")
+	return os.WriteFile(filepath.Join(dir, user+".dat"), []byte(b.String()), 0o640)
+}

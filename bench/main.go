@@ -1,0 +1,324 @@
+// Command bench is Starling's benchmark suite. It starts its own real
+// servers (redis-server, Prosody, ejabberd, NATS with JetStream), loads
+// Redis with followers whose JIDs live on a "sink" component domain that a
+// counting receiver reads, runs every scenario, prints a table, and writes
+// JSON and docs/BENCHMARKS.md.
+//
+//	go run ./bench -quick        # under a minute, small audiences
+//	go run ./bench               # the full suite, up to 1M followers
+//	go run ./bench -only gateway -cpuprofile /tmp/cpu.pprof
+//
+// See bench/README.md.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"time"
+)
+
+var scenarioNames = []string{"receiver", "raw", "memory", "starling", "gateway", "latency", "startup", "peer", "ingest"}
+
+func main() {
+	quick := flag.Bool("quick", false, "small audiences (10k, 100k): finishes in under a minute")
+	only := flag.String("only", "", "comma-separated scenarios to run: "+strings.Join(scenarioNames, ","))
+	jsonOut := flag.String("json", "", "where to write the JSON results (default bench/results/<date>-<mode>.json)")
+	mdOut := flag.String("md", "", "where to write the Markdown report (default docs/BENCHMARKS.md when every scenario runs; \"-\" for none)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file (turns the per-scenario profiles off)")
+	profDir := flag.String("profiles", "", "folder for the CPU profiles of the largest starling and gateway-alone runs (default bench/results/profiles in full mode, none in -quick)")
+	verbose := flag.Bool("v", false, "log what the server helpers log")
+	flag.Parse()
+
+	began := time.Now()
+	mode := "full"
+	sz := fullSizes
+	if *quick {
+		mode, sz = "quick", quickSizes
+	}
+	sel := map[string]bool{}
+	for name := range strings.SplitSeq(*only, ",") {
+		if name = strings.TrimSpace(name); name == "" {
+			continue
+		}
+		if !contains(scenarioNames, name) {
+			fmt.Fprintf(os.Stderr, "bench: unknown scenario %q; known: %s\n", name, strings.Join(scenarioNames, ","))
+			os.Exit(2)
+		}
+		sel[name] = true
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+	if *jsonOut == "" {
+		*jsonOut = filepath.Join(root, "bench", "results", began.UTC().Format("2006-01-02T150405Z")+"-"+mode+".json")
+	}
+	if *mdOut == "" && len(sel) == 0 {
+		*mdOut = filepath.Join(root, "docs", "BENCHMARKS.md")
+	}
+	if *profDir == "" && !*quick && *cpuprofile == "" {
+		*profDir = filepath.Join(root, "bench", "results", "profiles")
+	}
+	if *cpuprofile != "" {
+		*profDir = ""
+	}
+
+	t := newRunner(*verbose)
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			pprof.StopCPUProfile()
+			_ = f.Close()
+		})
+	}
+	base := "go run ./bench"
+	if *quick {
+		base += " -quick"
+	}
+	res := &results{Date: began.UTC().Format(time.RFC3339), Mode: mode, Command: strings.Join(append([]string{base}, flagArgs()...), " ")}
+	b := &bench{t: t, sz: sz, res: res, only: sel, profDir: *profDir, durations: map[string]time.Duration{},
+		cmd: func(s string) string { return base + " -only " + s }}
+	b.run()
+	res.Elapsed = time.Since(began).Round(time.Millisecond).String()
+	res.Machine = machine(b)
+	res.Targets = targets(b)
+	res.printTable(os.Stdout)
+	if err := res.writeJSON(*jsonOut); err != nil {
+		t.Errorf("json: %v", err)
+	} else {
+		fmt.Fprintf(os.Stderr, "bench: wrote %s\n", *jsonOut)
+	}
+	if *mdOut != "" && *mdOut != "-" {
+		if err := res.writeMarkdown(*mdOut, b); err != nil {
+			t.Errorf("markdown: %v", err)
+		} else {
+			fmt.Fprintf(os.Stderr, "bench: wrote %s\n", *mdOut)
+		}
+	}
+	t.runCleanups()
+	fmt.Fprintf(os.Stderr, "bench: done in %s\n", time.Since(began).Round(time.Millisecond))
+	if t.failed {
+		os.Exit(1)
+	}
+}
+
+// run runs the selected scenarios on one stack, in an order that loads the
+// followers once and switches the gateway's connection from Prosody to the
+// bare endpoint once.
+func (b *bench) run() {
+	if b.want("receiver") {
+		b.t.progress("receiver self-check")
+		b.receiver()
+	}
+	needStack := false
+	for _, s := range scenarioNames[1:] {
+		needStack = needStack || b.want(s)
+	}
+	if !needStack {
+		return
+	}
+	b.t.progress("starting redis-server, Prosody (+ sink, lat, pubsub components), NATS, the API")
+	b.s = startStack(b.t)
+	b.prosodyPID = findPID(b.t.root, "prosody")
+	info := b.s.pros.Info()
+
+	if b.want("raw") {
+		b.rawProsody()
+		b.rawEjabberd()
+	}
+	if b.want("startup") {
+		b.t.progress("startup with no followers stored")
+		b.startup("empty", 0)
+	}
+	var ns []int
+	if b.want("starling") || b.want("memory") {
+		ns = append(ns, b.sz.starling...)
+	}
+	if b.want("gateway") {
+		ns = append(ns, b.sz.alone...)
+	}
+	if b.want("latency") || b.want("startup") || b.want("memory") {
+		ns = append(ns, b.sz.big)
+	}
+	if len(ns) > 0 {
+		b.loadAudiences(ns)
+	}
+
+	if b.want("starling") || b.want("latency") {
+		g, _ := b.s.startGateway(info.ComponentAddr)
+		if b.want("starling") {
+			b.starlingProsody(g)
+		}
+		if b.want("latency") {
+			b.t.progress("latency via Prosody")
+			expect := b.durations["starling/"+strconv.Itoa(b.sz.big)]
+			if expect == 0 {
+				expect = time.Duration(b.sz.big/20) * time.Millisecond // ~20k/s
+			}
+			b.latency("Prosody", b.s.lat.sc, patMessage, b.s.sink.sc, patMessage, expect)
+		}
+		g.stop()
+	}
+	if b.want("gateway") || b.want("latency") || b.want("ingest") {
+		ep := startEndpoint(b.t, info.Host, info.Secret, "@"+latDomain, "@"+sinkDomain)
+		g, _ := b.s.startGateway(ep.addr())
+		if b.want("gateway") {
+			b.gatewayAlone(ep)
+		}
+		if b.want("latency") {
+			b.t.progress("latency via the bare endpoint")
+			expect := b.durations["alone/"+strconv.Itoa(b.sz.big)]
+			if expect == 0 {
+				expect = time.Duration(b.sz.big/200) * time.Millisecond // ~200k/s
+			}
+			b.latency("bare endpoint", ep.sc, 1, ep.sc, 2, expect)
+		}
+		if b.want("ingest") {
+			b.ingest()
+		}
+		g.stop()
+	}
+	if b.want("startup") {
+		total := 0
+		for _, n := range b.s.followers {
+			total += n
+		}
+		b.t.progress("startup with %d follow edges stored", total)
+		b.startup("loaded", total)
+		b.t.progress("startup baseline: client bot with a %d-item roster", b.sz.roster)
+		b.rosterBot()
+	}
+	if b.want("peer") {
+		b.peer()
+	}
+}
+
+// profile starts a CPU profile of one scenario when profiles are on, and
+// returns the function that ends it.
+func (b *bench) profile(name string) func() {
+	if b.profDir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(b.profDir, 0o755); err != nil {
+		b.t.Errorf("profile: %v", err)
+		return nil
+	}
+	path := filepath.Join(b.profDir, name+".pprof")
+	f, err := os.Create(path)
+	if err != nil {
+		b.t.Errorf("profile: %v", err)
+		return nil
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.t.Errorf("profile: %v", err)
+		f.Close()
+		return nil
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+		b.res.Profiles = append(b.res.Profiles, profileSummary{Name: name, Path: path, Top: pprofTop(path)})
+	}
+}
+
+// pprofTop is `go tool pprof -top` of a profile, the first lines.
+func pprofTop(path string) string {
+	out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=18", path).CombinedOutput()
+	if err != nil {
+		return fmt.Sprintf("(go tool pprof failed: %v)", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(strings.TrimSpace(l), "flat") {
+			return strings.Join(lines[max(0, i-2):], "\n")
+		}
+	}
+	return string(out)
+}
+
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if b, err := os.ReadFile(filepath.Join(d, "go.mod")); err == nil && strings.Contains(string(b), "module starling.dev/starling") {
+			return d, nil
+		}
+		if d == filepath.Dir(d) {
+			return "", fmt.Errorf("run bench from inside the starling module (no go.mod above %s)", dir)
+		}
+	}
+}
+
+func flagArgs() []string {
+	var out []string
+	flag.Visit(func(f *flag.Flag) {
+		if f.Name != "quick" {
+			out = append(out, "-"+f.Name+"="+f.Value.String())
+		}
+	})
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// findPID finds a child server by its command line, which holds the
+// runner's temporary folder.
+func findPID(root, name string) int {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		s := string(cmd)
+		if strings.Contains(s, root) && strings.Contains(s, name) {
+			return pid
+		}
+	}
+	return 0
+}
+
+// procCPU is the CPU time a process has used (user + system).
+func procCPU(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	k, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+k) * (time.Second / 100) // USER_HZ is 100 on Linux
+}

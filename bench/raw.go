@@ -1,0 +1,120 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"starling.dev/starling/fanout"
+	"starling.dev/starling/xmpp"
+)
+
+// rawSender is the smallest possible component: it writes the stanzas
+// Starling would send (xmpp.NewDelivery renders them, byte for byte) in
+// batches, each followed by an XEP-0199 ping to the server, and keeps at
+// most window batches unanswered. Against ejabberd the window is what keeps
+// it under max_fsm_queue (10,000 stanzas).
+type rawSender struct {
+	conn   net.Conn
+	domain string
+	pingTo string
+	sc     *scanner
+	sem    chan struct{}
+	done   chan struct{}
+}
+
+func dialRaw(t *runner, addr, domain, secret, pingTo string, window int) *rawSender {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := dialComponent(ctx, addr, domain, secret)
+	if err != nil {
+		t.Fatalf("raw sender: %v", err)
+	}
+	r := &rawSender{conn: conn, domain: domain, pingTo: pingTo, sc: newScanner("<iq"), sem: make(chan struct{}, window), done: make(chan struct{})}
+	release := func(tag []byte) {
+		if bytes.Contains(tag, []byte("result")) || bytes.Contains(tag, []byte("error")) {
+			select {
+			case <-r.sem:
+			default:
+			}
+		}
+	}
+	r.sc.onIQ.Store(&release)
+	go func() {
+		_ = r.sc.pump(conn)
+		close(r.done)
+	}()
+	t.Cleanup(r.close)
+	return r
+}
+
+func (r *rawSender) close() {
+	_ = r.conn.Close()
+	<-r.done
+}
+
+// send writes one delivery of post to each of the n JIDs name(i), in
+// batches of batch stanzas, and returns when the server has answered the
+// last ping.
+func (r *rawSender) send(post fanout.Post, n, batch int, name func(i int) string, within time.Duration) error {
+	d := xmpp.NewDelivery(r.domain, post)
+	w := bufio.NewWriterSize(r.conn, 64<<10)
+	deadline := time.Now().Add(within)
+	_ = r.conn.SetWriteDeadline(deadline)
+	defer r.conn.SetWriteDeadline(time.Time{})
+	pings := 0
+	var one []byte
+	for i := 0; i < n; {
+		select {
+		case r.sem <- struct{}{}:
+		case <-time.After(time.Until(deadline)):
+			return fmt.Errorf("raw sender: no ping answer before the deadline (%d of %d sent)", i, n)
+		case <-r.done:
+			return fmt.Errorf("raw sender: the server closed the stream after %d of %d stanzas", i, n)
+		}
+		end := min(i+batch, n)
+		for ; i < end; i++ {
+			one = d.AppendTo(one[:0], name(i))
+			if _, err := w.Write(one); err != nil {
+				return err
+			}
+		}
+		pings++
+		fmt.Fprintf(w, `<iq type="get" from="%s" to="%s" id="raw-%d"><ping xmlns="urn:xmpp:ping"/></iq>`, r.domain, r.pingTo, pings)
+		if err := w.Flush(); err != nil {
+			return err
+		}
+	}
+	// Every ping answered: the window drains.
+	for range cap(r.sem) {
+		select {
+		case r.sem <- struct{}{}:
+		case <-time.After(time.Until(deadline)):
+			return fmt.Errorf("raw sender: last pings unanswered")
+		case <-r.done:
+			return fmt.Errorf("raw sender: the server closed the stream")
+		}
+	}
+	for range cap(r.sem) {
+		<-r.sem
+	}
+	return nil
+}
+
+// benchPost is the post every scenario sends: the same text, so that every
+// stanza has the same size (Starling's delivery with its Atom entry).
+func benchPost(author, id string) fanout.Post {
+	return fanout.Post{
+		ID:         id,
+		Author:     author,
+		AuthorName: "Bench " + author,
+		Text:       "Starling benchmark post: one message to every follower, in real time, from the author's own JID.",
+		CreatedAt:  time.Now().UTC(),
+	}
+}
+
+func follower(i int) string { return "f" + strconv.Itoa(i) + "@" + sinkDomain }
