@@ -107,13 +107,14 @@ func (c Config) withDefaults() Config {
 // Component is the XEP-0114 connection to the XMPP server. Run keeps it
 // connected; DeliverBatch and WaitReady are safe for concurrent use.
 type Component struct {
-	cfg    Config
-	domain jid.JID
-	store  Store
-	im     *IM
-	limits *limiter
-	log    *slog.Logger
-	pings  *pings
+	cfg     Config
+	domain  jid.JID
+	store   Store
+	im      *IM
+	limits  *limiter
+	metrics *Metrics
+	log     *slog.Logger
+	pings   *pings
 	// pingHead is the delivery ping up to its id, rendered once.
 	pingHead []byte
 
@@ -131,8 +132,8 @@ type link struct {
 	w    *bufio.Writer // raw delivery writes; used only under the session's write lock
 }
 
-// New returns a component; call Run to connect it.
-func New(store Store, log *slog.Logger, cfg Config) (*Component, error) {
+// New returns a component; call Run to connect it. metrics may be nil.
+func New(store Store, metrics *Metrics, log *slog.Logger, cfg Config) (*Component, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -143,6 +144,7 @@ func New(store Store, log *slog.Logger, cfg Config) (*Component, error) {
 		store:    store,
 		im:       NewIM(cfg.Domain, store, cfg.MaxFollowing, log),
 		limits:   newLimiter(cfg.CommandRate, cfg.CommandBurst),
+		metrics:  metrics,
 		log:      log,
 		pings:    newPings(),
 		ready:    make(chan struct{}),
@@ -219,6 +221,7 @@ func (c *Component) up(l *link) {
 	defer c.mu.Unlock()
 	c.live = l
 	close(c.ready)
+	c.metrics.up(true)
 }
 
 func (c *Component) down(l *link) {
@@ -226,6 +229,7 @@ func (c *Component) down(l *link) {
 	if c.live == l {
 		c.live = nil
 		c.ready = make(chan struct{})
+		c.metrics.up(false)
 	}
 	c.mu.Unlock()
 	c.pings.failAll(ErrNotConnected)

@@ -61,6 +61,7 @@ func (c *Component) handleMessage(t xmlstream.TokenReadEncoder, start *xml.Start
 	// against the follower's reachability.
 	if m.Error != nil || m.Type == "error" {
 		if to.Localpart() != "" {
+			c.metrics.bounce()
 			if _, err := c.store.Bounced(ctx, from.Bare().String()); err != nil {
 				c.log.Warn("bounce not recorded", "from", from.Bare(), "err", err)
 			}
@@ -75,10 +76,13 @@ func (c *Component) handleMessage(t xmlstream.TokenReadEncoder, start *xml.Start
 	follower := from.Bare().String()
 	switch c.limits.take(follower) {
 	case slowDown:
+		c.metrics.limitedCommand()
 		return c.reply(t, from, to.Bare(), "Slow down, please: too many commands at once. I'll listen again in a few seconds.")
 	case quiet:
+		c.metrics.limitedCommand()
 		return nil
 	}
+	c.metrics.command()
 	ans := c.im.Answer(ctx, follower, to.Localpart(), *m.Body)
 	if err := c.reply(t, from, to.Bare(), ans.Text); err != nil {
 		return err

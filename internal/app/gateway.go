@@ -69,7 +69,7 @@ func RunGateway(ctx context.Context, cfg Gateway, log *slog.Logger, hooks Gatewa
 	if err != nil {
 		return err
 	}
-	comp, err := xmpp.New(store, log, xmpp.Config{
+	comp, err := xmpp.New(store, xmpp.NewMetrics(reg), log, xmpp.Config{
 		Domain: cfg.Domain, Addr: cfg.XMPPAddr, Secret: cfg.XMPPSecret, PingTo: cfg.XMPPPingTo,
 		ProbeRate: cfg.ProbeRate, CommandRate: cfg.CommandRate, CommandBurst: cfg.CommandBurst,
 		MaxFollowing: cfg.MaxFollowing,

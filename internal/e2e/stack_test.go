@@ -25,16 +25,17 @@ const adminToken = "e2e-admin-token"
 // stack is the whole system on real servers: Redis, Prosody, NATS, and the
 // gateway and API run by the same functions the binaries call.
 type stack struct {
-	redis *testenv.Redis
-	xmpp  testenv.XMPPServer
-	srv   testenv.ServerInfo
-	nats  *testenv.NATS
-	js    jetstream.JetStream
-	api   string // base URL
-	ops   string // gateway's ops address
-	store *subscribers.RedisStore
-	log   *slog.Logger
-	gwCfg app.Gateway
+	redis  *testenv.Redis
+	xmpp   testenv.XMPPServer
+	srv    testenv.ServerInfo
+	nats   *testenv.NATS
+	js     jetstream.JetStream
+	api    string // base URL
+	ops    string // gateway's ops address
+	store  *subscribers.RedisStore
+	prefix string // Redis key prefix
+	log    *slog.Logger
+	gwCfg  app.Gateway
 	// stopGateway stops the running gateway; it is safe to call twice.
 	stopGateway func()
 }
@@ -67,6 +68,7 @@ func startStack(t testing.TB, server testenv.XMPPServer, overrides ...map[string
 	s.js = js
 	s.log = slog.New(slog.NewTextHandler(&testWriter{t: t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	prefix := testenv.Prefix(t)
+	s.prefix = prefix
 	env := map[string]string{
 		"STARLING_REDIS_URL": s.redis.URL, "STARLING_REDIS_PREFIX": prefix, "STARLING_NATS_URL": s.nats.URL,
 		"STARLING_XMPP_DOMAIN": s.srv.ComponentDomain, "STARLING_METRICS_ADDR": "127.0.0.1:0", "STARLING_LOG_LEVEL": "debug",
