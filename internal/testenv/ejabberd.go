@@ -27,6 +27,8 @@ type Ejabberd struct {
 	starts int
 	proc   *process
 	opts   serverOptions
+	// extra is the component listener of each WithComponents domain.
+	extra map[string]string
 }
 
 var _ XMPPServer = (*Ejabberd)(nil)
@@ -62,6 +64,10 @@ func StartEjabberd(t TB, opts ...ServerOption) *Ejabberd {
 	e.dir = ejabberdDir(t)
 	c2s, comp, dist := FreePort(t), FreePort(t), FreePort(t)
 	e.C2SAddr, e.ComponentAddr = addr(c2s), addr(comp)
+	e.extra = map[string]string{}
+	for _, d := range e.opts.components {
+		e.extra[d] = addr(FreePort(t))
+	}
 	e.node = "starling_" + randomHex(t, 6) + "@localhost"
 
 	inetrc, err := os.ReadFile("/etc/ejabberd/inetrc")
@@ -192,14 +198,26 @@ listen:
 `, e.Host, c2s, comp, e.ComponentDomain, e.Secret, e.extraComponents())
 }
 
-// extraComponents lists the option's component domains in the service
-// listener's hosts, with the same secret.
+// extraComponents gives each of the option's component domains a service
+// listener of its own: a connection to a listener registers routes for every
+// domain in that listener's hosts, so domains sharing one would share their
+// traffic.
 func (e *Ejabberd) extraComponents() string {
 	var b strings.Builder
 	for _, d := range e.opts.components {
-		fmt.Fprintf(&b, "      %q:\n        password: %q\n", d, e.Secret)
+		_, port, _ := strings.Cut(e.extra[d], ":")
+		fmt.Fprintf(&b, "  -\n    port: %s\n    ip: \"127.0.0.1\"\n    module: ejabberd_service\n    shaper: none\n    hosts:\n      %q:\n        password: %q\n", port, d, e.Secret)
 	}
 	return b.String()
+}
+
+// ComponentAddrOf returns where the component for domain (the main one or
+// one of WithComponents) connects.
+func (e *Ejabberd) ComponentAddrOf(domain string) string {
+	if a, ok := e.extra[domain]; ok {
+		return a
+	}
+	return e.ComponentAddr
 }
 
 // ctlConfig is sourced by ejabberdctl for every command. ERL_DIST_PORT makes

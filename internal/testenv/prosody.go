@@ -137,10 +137,14 @@ func (p *Prosody) extraComponents() string {
 		fmt.Fprintf(&b, "\nComponent %q\n    component_secret = %q\n", d, p.Secret)
 	}
 	if p.opts.pubsub != "" {
-		fmt.Fprintf(&b, "\nComponent %q \"pubsub\"\n    storage = \"memory\"\n    pubsub_max_items = 10\n", p.opts.pubsub)
+		fmt.Fprintf(&b, "\nComponent %q \"pubsub\"\n    storage = \"memory\"\n", p.opts.pubsub)
 	}
 	return b.String()
 }
+
+// ComponentAddrOf returns where the component for domain connects: every
+// component shares Prosody's one component port.
+func (p *Prosody) ComponentAddrOf(string) string { return p.ComponentAddr }
 
 // DataDir is Prosody's data_path, where its internal storage keeps one Lua
 // file per user and store (data/<host>/<store>/<user>.dat).
