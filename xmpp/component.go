@@ -207,7 +207,7 @@ func (c *Component) session(ctx context.Context) error {
 	probing := make(chan struct{})
 	go func() {
 		defer close(probing)
-		c.probeAll(pctx, l)
+		c.probeAll(pctx, func(b []byte) error { return c.writeRaw(l, b) })
 	}()
 	defer func() {
 		cancelProbes()

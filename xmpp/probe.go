@@ -12,8 +12,8 @@ const probeBatch = 50
 // probeAll asks every follower who granted us their presence for it again,
 // at no more than rate probes per second, so that a (re)connected gateway
 // re-learns who is online without flooding anyone's server. It stops when
-// ctx ends (the connection went away).
-func (c *Component) probeAll(ctx context.Context, l *link) {
+// ctx ends (the connection went away) or write fails.
+func (c *Component) probeAll(ctx context.Context, write func([]byte) error) {
 	interval := time.Duration(float64(time.Second) * probeBatch / c.cfg.ProbeRate)
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
@@ -38,7 +38,7 @@ func (c *Component) probeAll(ctx context.Context, l *link) {
 				buf = appendAttr(buf, t[0])
 				buf = append(buf, `"/>`...)
 			}
-			if err := c.writeRaw(l, buf); err != nil {
+			if err := write(buf); err != nil {
 				return
 			}
 			sent += n
