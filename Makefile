@@ -5,7 +5,9 @@
 #   make deps    install prosody and redis-server when missing               — scripts/deps.sh
 #   make build   bin/starling-gateway and bin/starling-api
 #   make lint    gofmt, go vet, staticcheck
-#   make bench   Go benchmarks only
+#   make bench   the benchmark suite (bench/, real servers, < 15 min); writes docs/BENCHMARKS.md
+#   make bench-quick   the same with small audiences (< 1 min)
+#   make bench-go      Go micro-benchmarks only
 #   make clean   remove bin/ and run/ (run/ holds the local secrets and data of `make run`)
 
 SHELL := /bin/bash
@@ -14,7 +16,7 @@ export PATH := /usr/local/go/bin:$(PATH)
 GO          ?= go
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all run test deps build lint bench clean
+.PHONY: all run test deps build lint bench bench-quick bench-go clean
 
 all: build
 
@@ -40,6 +42,12 @@ lint:
 	$(GO) run $(STATICCHECK) ./...
 
 bench:
+	$(GO) run ./bench
+
+bench-quick:
+	$(GO) run ./bench -quick
+
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 clean:

@@ -70,6 +70,7 @@ func (c *c2s) iq(ctx context.Context, to string, typ stanza.IQType, payload, cou
 	defer resp.Close()
 	n := 0
 	isErr := false
+	var names []string
 	for {
 		tok, err := resp.Token()
 		if err == io.EOF {
@@ -82,6 +83,9 @@ func (c *c2s) iq(ctx context.Context, to string, typ stanza.IQType, payload, cou
 			if se.Name.Local == count {
 				n++
 			}
+			if isErr {
+				names = append(names, se.Name.Local)
+			}
 			if se.Name.Local == "iq" {
 				for _, a := range se.Attr {
 					if a.Name.Local == "type" && a.Value == "error" {
@@ -92,7 +96,7 @@ func (c *c2s) iq(ctx context.Context, to string, typ stanza.IQType, payload, cou
 		}
 	}
 	if isErr {
-		return n, fmt.Errorf("iq %s to %s: error answer", typ, to)
+		return n, fmt.Errorf("iq %s to %s: error answer %v", typ, to, names)
 	}
 	return n, nil
 }
@@ -130,4 +134,21 @@ func writeRoster(dataDir, host, user string, n int, contact func(int) string) er
 	}
 	b.WriteString("};\n")
 	return os.WriteFile(filepath.Join(dir, user+".dat"), []byte(b.String()), 0o640)
+}
+
+// writeNode writes a PubSub node with n subscribers in Prosody's internal
+// storage (data/<encoded host>/pubsub_nodes/<node>.dat), in the form
+// mod_pubsub saves it.
+func writeNode(dataDir, host, node, owner string, n int, subscriber func(int) string) error {
+	dir := filepath.Join(dataDir, strings.ReplaceAll(host, ".", "%2e"), "pubsub_nodes")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "return {\n\t[\"name\"] = %q;\n\t[\"config\"] = {};\n\t[\"affiliations\"] = {\n\t\t[%q] = \"owner\";\n\t};\n\t[\"subscribers\"] = {\n", node, owner)
+	for i := range n {
+		fmt.Fprintf(&b, "\t\t[%q] = true;\n", subscriber(i))
+	}
+	b.WriteString("\t};\n};\n")
+	return os.WriteFile(filepath.Join(dir, node+".dat"), []byte(b.String()), 0o640)
 }

@@ -151,7 +151,7 @@ func (b *bench) run() {
 		ns = append(ns, b.sz.alone...)
 	}
 	if b.want("latency") || b.want("startup") || b.want("memory") {
-		ns = append(ns, b.sz.big)
+		ns = append(ns, b.sz.big, b.sz.bigP)
 	}
 	if len(ns) > 0 {
 		b.loadAudiences(ns)
@@ -159,17 +159,15 @@ func (b *bench) run() {
 
 	if b.want("starling") || b.want("latency") {
 		g, _ := b.s.startGateway(info.ComponentAddr)
-		if b.want("starling") {
-			b.starlingProsody(g)
-		}
 		if b.want("latency") {
-			b.t.progress("latency via Prosody")
-			expect := b.durations["starling/"+strconv.Itoa(b.sz.big)]
-			if expect == 0 {
-				expect = time.Duration(b.sz.big/20) * time.Millisecond // ~20k/s
-			}
-			b.latency("Prosody", b.s.lat.sc, patMessage, b.s.sink.sc, patMessage, expect)
+			b.t.progress("latency via Prosody, alone")
+			b.latencyAlone("Prosody", b.s.lat.sc, patMessage)
 		}
+		ns := b.sz.starling
+		if !b.want("starling") {
+			ns = []int{b.sz.bigP}
+		}
+		b.starlingProsody(ns, b.want("starling"), b.want("latency"))
 		g.stop()
 	}
 	if b.want("gateway") || b.want("latency") || b.want("ingest") {
@@ -179,12 +177,15 @@ func (b *bench) run() {
 			b.gatewayAlone(ep)
 		}
 		if b.want("latency") {
-			b.t.progress("latency via the bare endpoint")
+			b.t.progress("latency via the bare endpoint, alone and during a %d fanout", b.sz.big)
+			b.latencyAlone("bare endpoint", ep.sc, 1)
 			expect := b.durations["alone/"+strconv.Itoa(b.sz.big)]
 			if expect == 0 {
 				expect = time.Duration(b.sz.big/200) * time.Millisecond // ~200k/s
 			}
-			b.latency("bare endpoint", ep.sc, 1, ep.sc, 2, expect)
+			wall, lats := b.fanoutWithProbes(b.sz.big, ep.sc, 2, ep.sc, 1, expect)
+			b.s.drained(within(b.sz.big))
+			b.addLatency("latency.bare endpoint.during", "bare endpoint", fmt.Sprintf("during a %s fanout (%s)", nLabel(b.sz.big), wall.Round(time.Millisecond)), lats)
 		}
 		if b.want("ingest") {
 			b.ingest()
@@ -302,6 +303,23 @@ func findPID(root, name string) int {
 		}
 	}
 	return 0
+}
+
+// findPIDs is findPID for every match.
+func findPIDs(root, name string) []int {
+	var out []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.Contains(string(cmd), root) && strings.Contains(string(cmd), name) {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
 
 // procCPU is the CPU time a process has used (user + system).

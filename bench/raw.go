@@ -61,7 +61,10 @@ func (r *rawSender) close() {
 // batches of batch stanzas, and returns when the server has answered the
 // last ping.
 func (r *rawSender) send(post fanout.Post, n, batch int, name func(i int) string, within time.Duration) error {
-	d := xmpp.NewDelivery(r.domain, post)
+	return r.sendWith(xmpp.NewDelivery(r.domain, post).AppendTo, n, batch, name, within)
+}
+
+func (r *rawSender) sendWith(render func(dst []byte, to string) []byte, n, batch int, name func(i int) string, within time.Duration) error {
 	w := bufio.NewWriterSize(r.conn, 64<<10)
 	deadline := time.Now().Add(within)
 	_ = r.conn.SetWriteDeadline(deadline)
@@ -78,7 +81,7 @@ func (r *rawSender) send(post fanout.Post, n, batch int, name func(i int) string
 		}
 		end := min(i+batch, n)
 		for ; i < end; i++ {
-			one = d.AppendTo(one[:0], name(i))
+			one = render(one[:0], name(i))
 			if _, err := w.Write(one); err != nil {
 				return err
 			}
@@ -103,6 +106,18 @@ func (r *rawSender) send(post fanout.Post, n, batch int, name func(i int) string
 		<-r.sem
 	}
 	return nil
+}
+
+// minimalStanza is the delivery without its Atom entry: the body and the
+// origin-id, for comparison.
+func minimalStanza(p fanout.Post, to string) []byte {
+	return fmt.Appendf(nil, `<message type="chat" from="%s@%s" to="%s" id="%s"><body>%s</body><origin-id xmlns="urn:xmpp:sid:0" id="%s"/></message>`,
+		p.Author, "microblog.localhost", to, p.ID, p.Text, p.ID)
+}
+
+// sendMinimal is send with minimalStanza.
+func (r *rawSender) sendMinimal(post fanout.Post, n, batch int, name func(i int) string, within time.Duration) error {
+	return r.sendWith(func(dst []byte, to string) []byte { return append(dst, minimalStanza(post, to)...) }, n, batch, name, within)
 }
 
 // benchPost is the post every scenario sends: the same text, so that every

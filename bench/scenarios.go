@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -25,7 +24,9 @@ type sizes struct {
 	ejabberd  []int // raw component → ejabberd
 	starling  []int // whole pipeline → Prosody
 	alone     []int // whole pipeline → bare endpoint
-	big       int   // the celebrity fanout the latency probes run beside
+	rawMin    int   // raw → Prosody with a minimal stanza (body and origin-id only)
+	big       int   // the celebrity fanout the probes run beside, bare endpoint
+	bigP      int   // the same through Prosody (one of starling)
 	probes    int   // small posts per latency run
 	startups  int   // gateway starts per follower count
 	roster    int   // items in the client bot's roster
@@ -36,15 +37,15 @@ type sizes struct {
 }
 
 var quickSizes = sizes{
-	raw: []int{10_000}, ejabberd: []int{10_000}, starling: []int{10_000}, alone: []int{10_000, 100_000},
-	big: 100_000, probes: 20, startups: 3, roster: 40_000, logins: 2, peer: []int{10_000},
+	raw: []int{10_000}, rawMin: 10_000, ejabberd: []int{10_000}, starling: []int{10_000}, alone: []int{10_000, 100_000},
+	big: 100_000, bigP: 10_000, probes: 20, startups: 3, roster: 40_000, logins: 2, peer: []int{10_000},
 	ingestFor: 2 * time.Second, clients: 32,
 }
 
 var fullSizes = sizes{
-	raw: []int{10_000, 100_000, 1_000_000}, ejabberd: []int{100_000, 1_000_000},
+	raw: []int{10_000, 1_000_000}, rawMin: 100_000, ejabberd: []int{100_000},
 	starling: []int{10_000, 100_000, 1_000_000}, alone: []int{10_000, 100_000, 1_000_000},
-	big: 1_000_000, probes: 100, startups: 5, roster: 40_000, logins: 3, peer: []int{10_000, 100_000},
+	big: 1_000_000, bigP: 1_000_000, probes: 100, startups: 5, roster: 40_000, logins: 3, peer: []int{10_000, 100_000},
 	ingestFor: 10 * time.Second, clients: 32,
 }
 
@@ -85,12 +86,9 @@ func cpuNow() time.Duration {
 // both in this process. It shows the counting receiver is far faster than
 // any server it measures, and what the endpoint costs per stanza.
 func (b *bench) receiver() {
-	n := 1_000_000
-	if b.s == nil || len(b.only) > 0 && !b.want("gateway") {
-		n = 200_000
-	}
-	if b.sz.big < 1_000_000 {
-		n = 200_000
+	n := 200_000
+	if b.sz.big >= 1_000_000 {
+		n = 1_000_000
 	}
 	ep := startEndpoint(b.t, "microblog.localhost", "test-secret")
 	r := dialRaw(b.t, ep.addr(), "microblog.localhost", "test-secret", "localhost", 8)
@@ -139,7 +137,25 @@ func (b *bench) rawProsody() {
 			Value: float64(n) / wall.Seconds(), Unit: "stanzas/s", Command: b.cmd("raw"),
 			Detail: fmt.Sprintf("last stanza after %s; Prosody CPU %.0f%% of one core", wall.Round(time.Millisecond), 100*pcpu.Seconds()/wall.Seconds())})
 	}
-	b.t.Logf("Prosody log:\n%s", b.s.pros.Log())
+	if n := b.sz.rawMin; n > 0 {
+		b.t.progress("raw → Prosody, %d minimal stanzas", n)
+		post := benchPost("raw", fmt.Sprintf("01BENCHRAWMIN%d", n))
+		base := b.s.sink.sc.count(patMessage)
+		p0 := procCPU(b.prosodyPID)
+		t0 := time.Now()
+		if err := r.sendMinimal(post, n, 500, follower, within(n)); err != nil {
+			b.t.Fatalf("raw → prosody: %v", err)
+		}
+		at, err := b.s.sink.sc.await(patMessage, base+int64(n), within(n))
+		if err != nil {
+			b.t.Fatalf("raw → prosody: %v", err)
+		}
+		wall := at.Sub(t0)
+		pcpu := procCPU(b.prosodyPID) - p0
+		b.res.add(figure{Key: "raw.prosody.minimal." + strconv.Itoa(n), Scenario: "raw", Name: "raw component → Prosody → sink, minimal stanza (body + origin-id, no Atom entry)", N: n,
+			Value: float64(n) / wall.Seconds(), Unit: "stanzas/s", Command: b.cmd("raw"),
+			Detail: fmt.Sprintf("last stanza after %s; Prosody CPU %.0f%% of one core; %d B a stanza", wall.Round(time.Millisecond), 100*pcpu.Seconds()/wall.Seconds(), len(minimalStanza(post, follower(0))))})
+	}
 }
 
 func (b *bench) rawEjabberd() {
@@ -148,7 +164,7 @@ func (b *bench) rawEjabberd() {
 	b.t.progress("starting ejabberd")
 	ej := testenv.StartEjabberd(b.t, testenv.WithComponents(sinkDomain))
 	info := ej.Info()
-	sk := startSink(b.t, info.ComponentAddr, sinkDomain, info.Secret)
+	sk := startSink(b.t, ej.ComponentAddrOf(sinkDomain), sinkDomain, info.Secret)
 	// A ping every 500 stanzas and at most 8 unanswered: ≤ 4,000 stanzas
 	// queued in ejabberd, under its max_fsm_queue of 10,000.
 	r := dialRaw(b.t, info.ComponentAddr, info.ComponentDomain, info.Secret, info.Host, 8)
@@ -158,7 +174,7 @@ func (b *bench) rawEjabberd() {
 		base := sk.sc.count(patMessage)
 		t0 := time.Now()
 		if err := r.send(post, n, 500, follower, within(n)); err != nil {
-			b.t.Fatalf("raw → ejabberd: %v\n%s", err, ej.Log())
+			b.t.Fatalf("raw → ejabberd: %v (sink counted %d messages, %d iq; sender saw %d iq)\n%s", err, sk.sc.count(patMessage)-base, sk.sc.count(patIQ), r.sc.count(0), ej.Log())
 		}
 		at, err := sk.sc.await(patMessage, base+int64(n), within(n))
 		if err != nil {
@@ -210,37 +226,79 @@ func (b *bench) loadAudiences(ns []int) {
 }
 
 // starling: one post through API → JetStream → fanout → send → Prosody →
-// sink; from the 202 to the last stanza counted.
-func (b *bench) starlingProsody(g *gateway) {
-	for i, n := range b.sz.starling {
+// sink; from the 202 to the last stanza counted. Beside the celebrity post
+// of bigP followers, the small authors' latency probes run when asked: they
+// add 10 stanzas a probe to a fanout of a million.
+func (b *bench) starlingProsody(ns []int, record, probe bool) {
+	for i, n := range ns {
 		b.t.progress("starling → Prosody, one post to %d followers", n)
 		var stop func()
-		if i == len(b.sz.starling)-1 {
+		if i == len(ns)-1 {
 			stop = b.profile("starling-prosody-" + strconv.Itoa(n))
 		}
-		base := b.s.sink.sc.count(patMessage)
 		p0 := procCPU(b.prosodyPID)
 		c0 := cpuNow()
-		_, t202 := b.s.post(celebrity(n), "hello followers")
-		at, err := b.s.sink.sc.await(patMessage, base+int64(n), within(n))
+		base := b.s.sink.sc.count(patMessage)
+		var wall time.Duration
+		if probe && n == b.sz.bigP {
+			var lats []time.Duration
+			wall, lats = b.fanoutWithProbes(n, b.s.sink.sc, patMessage, b.s.lat.sc, patMessage, time.Duration(n/5)*time.Millisecond)
+			b.addLatency("latency.Prosody.during", "Prosody", fmt.Sprintf("during a %s fanout", nLabel(n)), lats)
+		} else {
+			wall = b.fanout(n, b.s.sink.sc, patMessage)
+		}
 		if stop != nil {
 			stop()
 		}
-		if err != nil {
-			b.t.Fatalf("starling → prosody: %v (log %s)", err, b.s.logf.Name())
-		}
-		wall := at.Sub(t202)
 		pcpu, gcpu := procCPU(b.prosodyPID)-p0, cpuNow()-c0
 		b.durations["starling/"+strconv.Itoa(n)] = wall
 		b.s.drained(within(n))
+		if !record {
+			continue
+		}
 		extra := b.s.sink.sc.count(patMessage) - base - int64(n)
 		b.res.add(figure{Key: "starling.prosody." + strconv.Itoa(n), Scenario: "starling", Name: "POST → pipeline → Prosody → sink", N: n,
 			Value: float64(n) / wall.Seconds(), Unit: "stanzas/s", Command: b.cmd("starling"),
-			Detail: fmt.Sprintf("last stanza %s after the 202; Prosody CPU %.0f%% of a core, bench process %.0f%%; %d duplicates",
+			Detail: fmt.Sprintf("last stanza %s after the 202; Prosody CPU %.0f%% of a core, bench process %.0f%%; %d extra stanzas (duplicates or probes)",
 				wall.Round(time.Millisecond), 100*pcpu.Seconds()/wall.Seconds(), 100*gcpu.Seconds()/wall.Seconds(), extra)})
 		b.res.add(figure{Key: "starling.prosody.secs." + strconv.Itoa(n), Scenario: "starling", Name: "202 → last stanza, through Prosody", N: n,
 			Value: wall.Seconds(), Unit: "s", Command: b.cmd("starling")})
 	}
+}
+
+// fanout posts as the celebrity with n followers and returns the time from
+// the 202 to the n-th stanza counted by sc's pattern idx.
+func (b *bench) fanout(n int, sc *scanner, idx int) time.Duration {
+	base := sc.count(idx)
+	_, t202 := b.s.post(celebrity(n), "hello followers")
+	at, err := sc.await(idx, base+int64(n), within(n))
+	if err != nil {
+		b.t.Fatalf("fanout to %d: %v (log %s)", n, err, b.s.logf.Name())
+	}
+	return at.Sub(t202)
+}
+
+// fanoutWithProbes is fanout with latency probes spread over expect.
+func (b *bench) fanoutWithProbes(n int, big *scanner, bigIdx int, sc *scanner, idx int, expect time.Duration) (time.Duration, []time.Duration) {
+	for a := range 10 {
+		b.s.ensureFollowers(smallAuthor(a), 10, func(k int) string { return smallFollower(a, k) })
+	}
+	base := big.count(bigIdx)
+	_, t202 := b.s.post(celebrity(n), "big fanout under the probes")
+	done := make(chan struct{})
+	var bigWall time.Duration
+	var bigErr error
+	go func() {
+		defer close(done)
+		at, err := big.await(bigIdx, base+int64(n), within(n))
+		bigWall, bigErr = at.Sub(t202), err
+	}()
+	lats := b.probes(sc, idx, b.sz.probes, expect/time.Duration(b.sz.probes+1), done)
+	<-done
+	if bigErr != nil {
+		b.t.Fatalf("fanout to %d under probes: %v (log %s)", n, bigErr, b.s.logf.Name())
+	}
+	return bigWall, lats
 }
 
 // alone: the same pipeline, its component connection to the bare endpoint.
@@ -278,37 +336,13 @@ func (b *bench) gatewayAlone(ep *endpoint) {
 	}
 }
 
-// latency: small authors (10 followers each) post one at a time; each
-// probe is timed from sending the POST to the 10th delivery counted.
-func (b *bench) latency(path string, sc *scanner, idx int, big *scanner, bigIdx int, expectBig time.Duration) {
+// latencyAlone: small authors (10 followers each) post one at a time;
+// each probe is timed from sending the POST to the 10th delivery counted.
+func (b *bench) latencyAlone(path string, sc *scanner, idx int) {
 	for a := range 10 {
 		b.s.ensureFollowers(smallAuthor(a), 10, func(k int) string { return smallFollower(a, k) })
 	}
-	// Alone.
-	lats := b.probes(sc, idx, b.sz.probes, 0, nil)
-	b.addLatency("latency."+path+".alone", path, "alone", lats)
-
-	// Beside a celebrity's fanout, spread over its expected duration.
-	n := b.sz.big
-	b.t.progress("latency via %s during a %d-follower fanout", path, n)
-	base := big.count(bigIdx)
-	_, t202 := b.s.post(celebrity(n), "big fanout under the probes")
-	done := make(chan struct{})
-	var bigWall time.Duration
-	go func() {
-		defer close(done)
-		at, err := big.await(bigIdx, base+int64(n), within(n))
-		if err != nil {
-			b.t.Errorf("latency: the big fanout: %v", err)
-			return
-		}
-		bigWall = at.Sub(t202)
-	}()
-	interval := expectBig / time.Duration(b.sz.probes+1)
-	lats = b.probes(sc, idx, b.sz.probes, interval, done)
-	<-done
-	b.s.drained(within(n))
-	b.addLatency("latency."+path+".during", path, fmt.Sprintf("during a %d fanout (%s)", n, bigWall.Round(time.Millisecond)), lats)
+	b.addLatency("latency."+path+".alone", path, "alone", b.probes(sc, idx, b.sz.probes, 0, nil))
 }
 
 func (b *bench) probes(sc *scanner, idx, k int, interval time.Duration, stop <-chan struct{}) []time.Duration {
@@ -414,11 +448,28 @@ func (b *bench) rosterBot() {
 }
 
 // peer: Prosody's own PubSub publishing one item to a node whose
-// subscribers are sink JIDs.
+// subscribers are sink JIDs. Subscribing many JIDs by IQ is out of reach
+// (Prosody 0.12 re-serializes the whole node on every subscribe: O(N²)), so
+// the nodes are written into Prosody's storage, as a service running for
+// years holds them, and Prosody is restarted to load them. A second Prosody
+// does this, so the first keeps its state.
 func (b *bench) peer() {
-	pros := b.s.pros
+	mark := b.t.mark()
+	defer b.t.unwind(mark)
+	pros := testenv.StartProsody(b.t, testenv.WithComponents(sinkDomain), testenv.WithPubSub(pubsubDomain, pubOwner+"@localhost"))
 	info := pros.Info()
 	pros.Register(b.t, pubOwner, "ownerpw")
+	t0 := time.Now()
+	for _, n := range b.sz.peer {
+		if err := writeNode(pros.DataDir(), pubsubDomain, "bench"+strconv.Itoa(n), pubOwner+"@localhost", n, follower); err != nil {
+			b.t.Fatalf("pubsub node: %v", err)
+		}
+	}
+	b.t.Logf("wrote the PubSub nodes in %s", time.Since(t0))
+	t0 = time.Now()
+	pros.Restart(b.t)
+	b.t.Logf("Prosody restarted with the nodes in %s", time.Since(t0))
+	sk := startSink(b.t, info.ComponentAddr, sinkDomain, info.Secret)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	owner, err := dialC2S(ctx, info.C2SAddr, pubOwner, info.Host, "ownerpw")
 	cancel()
@@ -426,33 +477,30 @@ func (b *bench) peer() {
 		b.t.Fatalf("pubsub owner: %v", err)
 	}
 	defer owner.close()
-	ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
-	_, err = owner.iq(ctx, pubsubDomain, stanza.SetIQ, `<pubsub xmlns="http://jabber.org/protocol/pubsub"><create node="bench"/></pubsub>`, "")
-	cancel()
-	if err != nil {
-		b.t.Fatalf("pubsub create node: %v", err)
+	pid := 0
+	for _, p := range findPIDs(b.t.root, "prosody") {
+		if p != b.prosodyPID {
+			pid = p
+		}
 	}
-	sk := b.s.sink
-	subscribed := 0
 	for _, n := range b.sz.peer {
-		b.t.progress("PubSub: subscribing sink JIDs up to %d", n)
-		t0 := time.Now()
-		errs := b.subscribe(sk, subscribed, n)
-		subd := time.Since(t0)
-		b.res.add(figure{Key: "peer.subscribe." + strconv.Itoa(n), Scenario: "peer", Name: "PubSub subscribe IQs from the sink's JIDs (window 500)", N: n - subscribed,
-			Value: float64(n-subscribed) / subd.Seconds(), Unit: "subscriptions/s", Command: b.cmd("peer"),
-			Detail: fmt.Sprintf("%d errors", errs)})
-		subscribed = n
-
+		node := "bench" + strconv.Itoa(n)
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		subs, err := owner.iq(ctx, pubsubDomain, stanza.GetIQ, `<pubsub xmlns="http://jabber.org/protocol/pubsub#owner"><subscriptions node="`+node+`"/></pubsub>`, "subscription")
+		cancel()
+		if err != nil || subs != n {
+			b.t.Fatalf("pubsub node %s: %d subscriptions (want %d): %v", node, subs, n, err)
+		}
 		b.t.progress("PubSub: publishing one item to %d subscribers", n)
 		base := sk.sc.count(patMessage)
+		p0 := procCPU(pid)
 		start := time.Now()
 		var iqDone time.Duration
 		var wg sync.WaitGroup
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), within(n))
 			defer cancel()
-			_, err := owner.iq(ctx, pubsubDomain, stanza.SetIQ, fmt.Sprintf(`<pubsub xmlns="http://jabber.org/protocol/pubsub"><publish node="bench"><item id="i%d"><entry xmlns="http://www.w3.org/2005/Atom"><title>%s</title><content type="text">%s</content></entry></item></publish></pubsub>`, n, "Bench post", benchPost("x", "y").Text), "")
+			_, err := owner.iq(ctx, pubsubDomain, stanza.SetIQ, fmt.Sprintf(`<pubsub xmlns="http://jabber.org/protocol/pubsub"><publish node="%s"><item id="i1"><entry xmlns="http://www.w3.org/2005/Atom"><title>Bench post</title><content type="text">%s</content></entry></item></publish></pubsub>`, node, benchPost("x", "y").Text), "")
 			if err != nil {
 				b.t.Errorf("pubsub publish: %v", err)
 			}
@@ -464,62 +512,13 @@ func (b *bench) peer() {
 			b.t.Fatalf("pubsub: %v", err)
 		}
 		wall := at.Sub(start)
+		pcpu := procCPU(pid) - p0
 		b.res.add(figure{Key: "peer.pubsub." + strconv.Itoa(n), Scenario: "peer", Name: "Prosody PubSub: publish → last notification at the sink", N: n,
 			Value: float64(n) / wall.Seconds(), Unit: "stanzas/s", Command: b.cmd("peer"),
-			Detail: fmt.Sprintf("last notification after %s; publish answered after %s", wall.Round(time.Millisecond), iqDone.Round(time.Millisecond))})
+			Detail: fmt.Sprintf("last notification after %s; publish answered after %s; Prosody CPU %.0f%% of a core", wall.Round(time.Millisecond), iqDone.Round(time.Millisecond), 100*pcpu.Seconds()/wall.Seconds())})
 		b.res.add(figure{Key: "peer.pubsub.secs." + strconv.Itoa(n), Scenario: "peer", Name: "Prosody PubSub: publish → last notification", N: n,
 			Value: wall.Seconds(), Unit: "s", Command: b.cmd("peer")})
 	}
-}
-
-// subscribe makes the sink's JIDs f<from..to-1> subscribe to the node, each
-// from its own JID, with at most 500 IQs unanswered. It returns the number
-// of error answers.
-func (b *bench) subscribe(sk *sink, from, to int) int64 {
-	const window = 500
-	sem := make(chan struct{}, window)
-	var errs atomic.Int64
-	release := func(tag []byte) {
-		if containsAttr(tag, "error") {
-			errs.Add(1)
-		}
-		select {
-		case <-sem:
-		default:
-		}
-	}
-	sk.sc.onIQ.Store(&release)
-	defer sk.sc.onIQ.Store(nil)
-	var buf []byte
-	deadline := time.Now().Add(within(to - from))
-	for i := from; i < to; {
-		end := min(i+50, to)
-		buf = buf[:0]
-		for ; i < end; i++ {
-			select {
-			case sem <- struct{}{}:
-			case <-time.After(time.Until(deadline)):
-				b.t.Fatalf("pubsub subscribe: no answers")
-			}
-			j := follower(i)
-			buf = fmt.Appendf(buf, `<iq type="set" from="%s" to="%s" id="sub%d"><pubsub xmlns="http://jabber.org/protocol/pubsub"><subscribe node="bench" jid="%s"/></pubsub></iq>`, j, pubsubDomain, i, j)
-		}
-		if err := sk.write(buf); err != nil {
-			b.t.Fatalf("pubsub subscribe: %v", err)
-		}
-	}
-	for range window {
-		select {
-		case sem <- struct{}{}:
-		case <-time.After(time.Until(deadline)):
-			b.t.Fatalf("pubsub subscribe: last answers missing")
-		}
-	}
-	return errs.Load()
-}
-
-func containsAttr(tag []byte, typ string) bool {
-	return bytes.Contains(tag, []byte(`type="`+typ+`"`)) || bytes.Contains(tag, []byte(`type='`+typ+`'`))
 }
 
 // ingest: posts/s through POST /v1/statuses (202 after JetStream's ack)
@@ -528,6 +527,7 @@ func (b *bench) ingest() {
 	b.s.author("ingest")
 	b.t.progress("ingest: %d clients for %s", b.sz.clients, b.sz.ingestFor)
 	var ok, failed atomic.Int64
+	stop := b.profile("ingest-api")
 	start := time.Now()
 	deadline := start.Add(b.sz.ingestFor)
 	var wg sync.WaitGroup
@@ -546,6 +546,9 @@ func (b *bench) ingest() {
 	}
 	wg.Wait()
 	wall := time.Since(start)
+	if stop != nil {
+		stop()
+	}
 	api := float64(ok.Load()) / wall.Seconds()
 	b.res.add(figure{Key: "ingest.api", Scenario: "ingest", Name: fmt.Sprintf("POST /v1/statuses, %d HTTP clients, 202 after the JetStream ack", b.sz.clients),
 		Value: api, Unit: "posts/s", Command: b.cmd("ingest"),

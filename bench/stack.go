@@ -63,7 +63,7 @@ func startStack(t *runner) *stack {
 	if s.store, err = subscribers.NewRedisStore(s.rdb, subscribers.RedisConfig{Prefix: s.prefix}); err != nil {
 		t.Fatal(err)
 	}
-	s.pros = testenv.StartProsody(t, testenv.WithComponents(sinkDomain, latDomain), testenv.WithPubSub(pubsubDomain, pubOwner+"@localhost"))
+	s.pros = testenv.StartProsody(t, testenv.WithComponents(sinkDomain, latDomain))
 	s.nats = testenv.StartNATS(t)
 	if s.js, err = jetstream.New(s.nats.Conn(t)); err != nil {
 		t.Fatal(err)

@@ -48,11 +48,12 @@ func WithComponents(domains ...string) ServerOption {
 }
 
 // WithPubSub (Prosody only) adds `Component domain "pubsub"`: Prosody's own
-// XEP-0060 service (mod_pubsub), with in-memory storage. With the default
-// file storage Prosody rewrites the whole node, every subscriber included,
-// on each subscribe, so N subscriptions cost O(N²). admins become server
-// admins (global `admins`), which mod_pubsub makes owners of every node,
-// so they may create nodes and publish.
+// XEP-0060 service (mod_pubsub) with its default file storage, nodes in
+// DataDir()/<encoded domain>/pubsub_nodes/<node>.dat, loaded at start. Note
+// that Prosody 0.12 re-serializes the whole node, every subscriber
+// included, on each subscribe (with memory storage too), so N subscribe IQs
+// cost O(N²). admins become server admins (global `admins`), which
+// mod_pubsub makes owners of every node, so they may create and publish.
 func WithPubSub(domain string, admins ...string) ServerOption {
 	return func(o *serverOptions) {
 		o.pubsub = domain
@@ -137,7 +138,7 @@ func (p *Prosody) extraComponents() string {
 		fmt.Fprintf(&b, "\nComponent %q\n    component_secret = %q\n", d, p.Secret)
 	}
 	if p.opts.pubsub != "" {
-		fmt.Fprintf(&b, "\nComponent %q \"pubsub\"\n    storage = \"memory\"\n", p.opts.pubsub)
+		fmt.Fprintf(&b, "\nComponent %q \"pubsub\"\n", p.opts.pubsub)
 	}
 	return b.String()
 }
