@@ -119,3 +119,45 @@ func (b Batch) Recipients(f func(jid []byte) error) error {
 	}
 	return nil
 }
+
+// Chunks calls f with consecutive parts of the batch of at most n
+// recipients each (the same post and page). It allocates nothing for a
+// decoded batch: the parts share its message.
+func (b Batch) Chunks(n int, f func(part Batch) error) error {
+	if n < 1 {
+		n = 1
+	}
+	if b.To != nil {
+		for to := b.To; len(to) > 0; {
+			k := min(n, len(to))
+			part := b
+			part.To = to[:k]
+			if err := f(part); err != nil {
+				return err
+			}
+			to = to[k:]
+		}
+		return nil
+	}
+	rest, left := b.recipients, b.count
+	for len(rest) > 0 && left > 0 {
+		k := min(n, left)
+		end := 0
+		for i := 0; i < k; i++ {
+			j := bytes.IndexByte(rest[end:], '\n')
+			if j < 0 {
+				end = len(rest)
+				break
+			}
+			end += j + 1
+		}
+		part := b
+		part.recipients = bytes.TrimSuffix(rest[:end], []byte{'\n'})
+		part.count = k
+		if err := f(part); err != nil {
+			return err
+		}
+		rest, left = rest[end:], left-k
+	}
+	return nil
+}

@@ -17,11 +17,11 @@ type ConsumerConfig struct {
 	// FanoutWorkers is how many posts are fanned out at once; zero means 4.
 	FanoutWorkers int
 	// SendWorkers is how many later-page batches (lanes 1 and up) are in
-	// flight to the component at once; zero means 2. With FirstWorkers it
+	// flight to the component at once; zero means 4. With FirstWorkers it
 	// bounds the stanzas the XMPP server has not yet confirmed to
-	// (SendWorkers+FirstWorkers)×BatchSize, which paces the sender: ejabberd
-	// drops a component whose queue passes 10,000 stanzas, and a short
-	// queue in the server keeps small posts fast during a big fanout.
+	// (SendWorkers+FirstWorkers)×BatchSize, 3,000 by default: ejabberd
+	// drops a component whose queue passes 10,000 stanzas. (The component
+	// paces later pages further, to the server's measured speed.)
 	SendWorkers int
 	// FirstWorkers is how many first-page batches (lane 0: every post's
 	// first page, all of a small author's post) are in flight at once;
@@ -40,7 +40,7 @@ func (c ConsumerConfig) withDefaults() ConsumerConfig {
 		c.FanoutWorkers = 4
 	}
 	if c.SendWorkers == 0 {
-		c.SendWorkers = 2
+		c.SendWorkers = 4
 	}
 	if c.FirstWorkers == 0 {
 		c.FirstWorkers = 2

@@ -143,3 +143,29 @@ func TestLanes(t *testing.T) {
 		}
 	}
 }
+
+func TestBatchChunks(t *testing.T) {
+	to := jids(403, "c")
+	data, _ := Batch{Post: Post{ID: "x", Author: "a"}, Page: 3, To: to}.Encode(nil)
+	decoded, err := DecodeBatch(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string]Batch{"built": {Post: Post{ID: "x", Author: "a"}, Page: 3, To: to}, "decoded": decoded} {
+		var got []string
+		var sizes []int
+		err := b.Chunks(100, func(part Batch) error {
+			sizes = append(sizes, part.Len())
+			if part.Page != 3 || part.Post.ID != "x" {
+				t.Errorf("%s: part lost its post or page", name)
+			}
+			return part.Recipients(func(j []byte) error { got = append(got, string(j)); return nil })
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, to) || !slices.Equal(sizes, []int{100, 100, 100, 100, 3}) {
+			t.Fatalf("%s: sizes %v, %d recipients", name, sizes, len(got))
+		}
+	}
+}

@@ -28,11 +28,11 @@ type tokenResponse struct {
 // updateUser handles PATCH /v1/users/{username} (the owner only).
 func (s *server) updateUser(w http.ResponseWriter, r *http.Request) {
 	username := chi.URLParam(r, "username")
-	user, ok := s.authenticate(w, r)
+	who, ok := s.authenticate(w, r)
 	if !ok {
 		return
 	}
-	if user != username {
+	if who.user != username {
 		forbidden(w, "only the owner may change this profile")
 		return
 	}

@@ -62,11 +62,11 @@ func (s *server) requireAdmin(w http.ResponseWriter, r *http.Request) bool {
 
 // authenticate returns the user owning the request's bearer token. If it
 // returns false it has answered.
-func (s *server) authenticate(w http.ResponseWriter, r *http.Request) (string, bool) {
+func (s *server) authenticate(w http.ResponseWriter, r *http.Request) (caller, bool) {
 	token, ok := bearerToken(r)
 	if !ok {
 		unauthorized(w, "", "this endpoint needs the user's bearer token")
-		return "", false
+		return caller{}, false
 	}
 	return s.userByToken(w, r, token)
 }
@@ -81,10 +81,12 @@ func unauthorized(w http.ResponseWriter, code, detail string) {
 	writeProblem(w, blank(http.StatusUnauthorized, detail))
 }
 
-// caller is who a request authenticated as: the admin, or a user.
+// caller is who a request authenticated as: the admin, or a user (with the
+// display name read along with the token, which posts carry).
 type caller struct {
 	admin bool
 	user  string
+	name  string
 }
 
 // may reports whether the caller is the admin or the user named.
@@ -101,8 +103,7 @@ func (s *server) identify(w http.ResponseWriter, r *http.Request) (caller, bool)
 	if s.isAdminToken(token) {
 		return caller{admin: true}, true
 	}
-	user, ok := s.userByToken(w, r, token)
-	return caller{user: user}, ok
+	return s.userByToken(w, r, token)
 }
 
 // isAdminToken compares token with the admin token in constant time.
@@ -117,17 +118,17 @@ func (s *server) isAdminToken(token string) bool {
 
 // userByToken looks a user token up by its hash. If it returns false it has
 // answered.
-func (s *server) userByToken(w http.ResponseWriter, r *http.Request, token string) (string, bool) {
-	user, err := s.acc.UserByTokenHash(r.Context(), hashToken(token))
+func (s *server) userByToken(w http.ResponseWriter, r *http.Request, token string) (caller, bool) {
+	user, name, err := s.acc.UserByTokenHash(r.Context(), hashToken(token))
 	switch {
 	case errors.Is(err, fanout.ErrUnknownToken):
 		unauthorized(w, "invalid_token", "the bearer token is not valid")
-		return "", false
+		return caller{}, false
 	case err != nil:
 		s.fail(w, r, "token lookup", err)
-		return "", false
+		return caller{}, false
 	}
-	return user, true
+	return caller{user: user, name: name}, true
 }
 
 // forbidden answers 403.

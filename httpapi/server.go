@@ -30,8 +30,10 @@ type Accounts interface {
 type Users interface {
 	// CreateUser stores a new author; fanout.ErrUserExists if taken.
 	CreateUser(ctx context.Context, username, displayName, tokenHash string, now time.Time) error
-	// UserByTokenHash returns the owner of a token hash; fanout.ErrUnknownToken if none.
-	UserByTokenHash(ctx context.Context, tokenHash string) (string, error)
+	// UserByTokenHash returns the owner of a token hash and their display
+	// name; fanout.ErrUnknownToken if the hash is not the account's current
+	// one (or there is no account).
+	UserByTokenHash(ctx context.Context, tokenHash string) (user, displayName string, err error)
 	// UserExists reports whether an author exists.
 	UserExists(ctx context.Context, username string) (bool, error)
 	// Profile returns an author's public record; fanout.ErrUnknownUser if none.

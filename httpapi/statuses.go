@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -66,25 +65,23 @@ func (s *server) readPostText(w http.ResponseWriter, r *http.Request) (string, *
 }
 
 // acceptPost makes the post (or finds the one stored under the
-// Idempotency-Key) and publishes it.
-func (s *server) acceptPost(w http.ResponseWriter, r *http.Request, author, key, text string) {
+// Idempotency-Key) and publishes it. The author's display name, which
+// deliveries show, was read with the token.
+func (s *server) acceptPost(w http.ResponseWriter, r *http.Request, who caller, key, text string) {
 	now := s.cfg.Now().UTC()
 	id, err := s.ids.next(now)
 	if err != nil {
 		s.fail(w, r, "post id", err)
 		return
 	}
-	name, ok := s.authorName(w, r, author)
-	if !ok {
-		return
-	}
-	post := fanout.Post{ID: id, Author: author, AuthorName: name, Text: text, CreatedAt: now}
+	author := who.user
+	post := fanout.Post{ID: id, Author: author, AuthorName: who.name, Text: text, CreatedAt: now}
 	if key == "" {
 		s.publish(w, r, post)
 		return
 	}
-	var seen bool
-	if post, seen, ok = s.reserve(w, r, key, post); !ok {
+	post, seen, ok := s.reserve(w, r, key, post)
+	if !ok {
 		return
 	}
 	if seen {
@@ -148,22 +145,6 @@ func (s *server) publish(w http.ResponseWriter, r *http.Request, post fanout.Pos
 // toStatus is a post as the API shows it.
 func toStatus(p fanout.Post) statusResponse {
 	return statusResponse{ID: p.ID, Author: p.Author, Text: p.Text, CreatedAt: p.CreatedAt.UTC().Format(time.RFC3339Nano)}
-}
-
-// authorName returns the author's display name, which deliveries show. If
-// it returns false it has answered.
-func (s *server) authorName(w http.ResponseWriter, r *http.Request, author string) (string, bool) {
-	prof, err := s.acc.Profile(r.Context(), author)
-	switch {
-	case errors.Is(err, fanout.ErrUnknownUser):
-		// Deleted since the token was checked.
-		unauthorized(w, "invalid_token", "the bearer token is not valid")
-		return "", false
-	case err != nil:
-		s.fail(w, r, "profile", err)
-		return "", false
-	}
-	return prof.DisplayName, true
 }
 
 // publishTimed publishes a post or retraction and observes how long

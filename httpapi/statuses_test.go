@@ -235,3 +235,20 @@ func TestIdempotentRetryPublishesOnce(t *testing.T) {
 		t.Fatalf("after a failed attempt: ids %s %s, %d publishes, want 3", first, again, calls())
 	}
 }
+
+// TestPostReadsNoProfile checks that a post takes the author's display name
+// from the token lookup, without a profile read of its own.
+func TestPostReadsNoProfile(t *testing.T) {
+	store := newRedisStore(t)
+	pub := &fakePublisher{}
+	e := newAPI(t, panickingProfile{store}, pub, nil)
+	e.store = store
+	if err := store.CreateUser(context.Background(), "alice", "Alice A.", hashToken("stl_alice"), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	id := acceptedID(t, e.post(t, "stl_alice", "", "hello"))
+	if p := pub.stored()[id]; p.AuthorName != "Alice A." || p.Author != "alice" {
+		t.Fatalf("published %+v", p)
+	}
+	e.wantPosts(t, "alice", 1)
+}

@@ -79,10 +79,10 @@ func checkCreated(t *testing.T, e *apiEnv, req request) {
 		t.Fatalf("Location = %q", loc)
 	}
 	// Only the hash is stored, and it leads back to alice.
-	if user, err := e.store.UserByTokenHash(context.Background(), hashToken(u.Token)); err != nil || user != "alice" {
+	if user, _, err := e.store.UserByTokenHash(context.Background(), hashToken(u.Token)); err != nil || user != "alice" {
 		t.Fatalf("UserByTokenHash = %q, %v", user, err)
 	}
-	if _, err := e.store.UserByTokenHash(context.Background(), u.Token); err == nil {
+	if _, _, err := e.store.UserByTokenHash(context.Background(), u.Token); err == nil {
 		t.Fatal("the raw token is stored as a key")
 	}
 }

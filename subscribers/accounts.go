@@ -34,26 +34,30 @@ func (s *RedisStore) CreateUser(ctx context.Context, username, displayName, toke
 	return nil
 }
 
-// UserByTokenHash returns the username owning a token hash, or
-// fanout.ErrUnknownToken. The token key is checked against the hash in the
-// account, so a token whose rotation or deletion was cut short by a crash
-// (t: written or not yet deleted) never authenticates.
-func (s *RedisStore) UserByTokenHash(ctx context.Context, tokenHash string) (string, error) {
-	user, err := s.rdb.Get(ctx, s.tokenKey(tokenHash)).Result()
+// UserByTokenHash returns the username owning a token hash and that
+// author's display name, or fanout.ErrUnknownToken. The token key is checked
+// against the hash in the account, so a token whose rotation or deletion was
+// cut short by a crash (t: written or not yet deleted) never authenticates,
+// nor does the token of an account deleted meanwhile. Two round trips: the
+// GET of t:<hash>, then one HMGET of the account's token_hash and
+// display_name, so a post needs no separate profile read.
+func (s *RedisStore) UserByTokenHash(ctx context.Context, tokenHash string) (user, displayName string, err error) {
+	user, err = s.rdb.Get(ctx, s.tokenKey(tokenHash)).Result()
 	if errors.Is(err, redis.Nil) {
-		return "", fanout.ErrUnknownToken
+		return "", "", fanout.ErrUnknownToken
 	}
 	if err != nil {
-		return "", fmt.Errorf("subscribers: token lookup: %w", err)
+		return "", "", fmt.Errorf("subscribers: token lookup: %w", err)
 	}
-	current, err := s.rdb.HGet(ctx, s.userKey(user), "token_hash").Result()
-	if errors.Is(err, redis.Nil) || (err == nil && current != tokenHash) {
-		return "", fanout.ErrUnknownToken
-	}
+	fields, err := s.rdb.HMGet(ctx, s.userKey(user), "token_hash", "display_name").Result()
 	if err != nil {
-		return "", fmt.Errorf("subscribers: token lookup: %w", err)
+		return "", "", fmt.Errorf("subscribers: token lookup: %w", err)
 	}
-	return user, nil
+	if current, ok := fields[0].(string); !ok || current != tokenHash {
+		return "", "", fanout.ErrUnknownToken
+	}
+	displayName, _ = fields[1].(string)
+	return user, displayName, nil
 }
 
 // UserExists reports whether an author exists.

@@ -64,7 +64,7 @@ func (s *RedisStore) dropFollowers(ctx context.Context, author string) error {
 		if len(jids) > 0 {
 			_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 				for _, j := range jids {
-					p.SRem(ctx, s.followingKey(j), author)
+					p.HDel(ctx, s.followingKey(j), author)
 				}
 				return nil
 			})

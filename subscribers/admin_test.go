@@ -41,7 +41,7 @@ func TestDeleteUser(t *testing.T) {
 	if err := s.DeleteUser(ctx, "alice"); !errors.Is(err, fanout.ErrUnknownUser) {
 		t.Fatalf("second delete: %v", err)
 	}
-	if _, err := s.UserByTokenHash(ctx, "hash-alice"); !errors.Is(err, fanout.ErrUnknownToken) {
+	if _, _, err := s.UserByTokenHash(ctx, "hash-alice"); !errors.Is(err, fanout.ErrUnknownToken) {
 		t.Fatalf("token of a deleted user: %v", err)
 	}
 	if f, _ := s.Following(ctx, jids[0]); !slices.Equal(f, []string{"carol"}) {

@@ -13,7 +13,7 @@
 //	x:{alice}:<id>    retraction reserved for deleting post <id> (24 h)
 //	a:<post id>       author of a post, for GET /v1/statuses/{id}
 //	t:<sha256 hex>    username owning that token hash
-//	g:<bare jid>      set of usernames that JID follows
+//	g:<bare jid>      hash: username that JID follows → "1" (a listpack while small)
 //	s:{<bare jid>}    hash: off, presence, asked, granted, bounces, unreachable
 //	o:{<bare jid>}    set of the JID's resources online
 //	pg                hash: bare JID → our JID it granted its presence to

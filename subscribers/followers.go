@@ -23,7 +23,7 @@ func (s *RedisStore) AddFollowers(ctx context.Context, author string, jids []str
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		added = p.SAdd(ctx, s.followersKey(author), members...)
 		for _, j := range jids {
-			p.SAdd(ctx, s.followingKey(j), author)
+			p.HSet(ctx, s.followingKey(j), author, followingMark)
 		}
 		return nil
 	})

@@ -19,7 +19,7 @@ func (s *RedisStore) Follow(ctx context.Context, author, jid string) (bool, erro
 	var added *redis.IntCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		added = p.SAdd(ctx, s.followersKey(author), jid)
-		p.SAdd(ctx, s.followingKey(jid), author)
+		p.HSet(ctx, s.followingKey(jid), author, followingMark)
 		return nil
 	})
 	if err != nil {
@@ -33,7 +33,7 @@ func (s *RedisStore) Unfollow(ctx context.Context, author, jid string) (bool, er
 	var removed *redis.IntCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		removed = p.SRem(ctx, s.followersKey(author), jid)
-		p.SRem(ctx, s.followingKey(jid), author)
+		p.HDel(ctx, s.followingKey(jid), author)
 		return nil
 	})
 	if err != nil {
@@ -44,7 +44,7 @@ func (s *RedisStore) Unfollow(ctx context.Context, author, jid string) (bool, er
 
 // Following returns the authors a bare JID follows, sorted.
 func (s *RedisStore) Following(ctx context.Context, jid string) ([]string, error) {
-	authors, err := s.rdb.SMembers(ctx, s.followingKey(jid)).Result()
+	authors, err := s.rdb.HKeys(ctx, s.followingKey(jid)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("subscribers: following of %s: %w", jid, err)
 	}

@@ -46,17 +46,38 @@ return old`)
 // RecordPost counts a post the pipeline has durably accepted and keeps it in
 // the author's history of RedisConfig.RecentPosts posts, where StatusByID and
 // Statuses find it. Recording the same post again changes nothing.
+//
+// One round trip in the common case: a pipeline of the a:<id> index and then
+// the script. Redis runs a connection's commands in order, so the index is
+// written before the post enters the history: a post visible in the history
+// always has its index. A second round trip deletes the index of posts the
+// script trimmed, only when it trimmed some.
 func (s *RedisStore) RecordPost(ctx context.Context, p fanout.Post) error {
 	data, err := json.Marshal(p)
 	if err != nil {
 		return fmt.Errorf("subscribers: record post: %w", err)
 	}
-	// The index first: a post visible in the history always has one.
-	if err := s.rdb.Set(ctx, s.statusKey(p.ID), p.Author, 0).Err(); err != nil {
-		return fmt.Errorf("subscribers: record post %s: %w", p.ID, err)
-	}
 	keys := []string{s.userKey(p.Author), s.postsKey(p.Author), s.postOrderKey(p.Author)}
-	dropped, err := recordPost.Run(ctx, s.rdb, keys, p.ID, data, s.cfg.RecentPosts).StringSlice()
+	var index *redis.StatusCmd
+	var record *redis.Cmd
+	_, _ = s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		index = pipe.Set(ctx, s.statusKey(p.ID), p.Author, 0)
+		record = recordPost.EvalSha(ctx, pipe, keys, p.ID, data, s.cfg.RecentPosts)
+		return nil
+	})
+	if err := index.Err(); err != nil {
+		// The script may have run all the same (in a cluster the two keys
+		// live on different nodes): write the index again so that a post in
+		// the history keeps one.
+		if err := s.rdb.Set(ctx, s.statusKey(p.ID), p.Author, 0).Err(); err != nil {
+			return fmt.Errorf("subscribers: record post %s: %w", p.ID, err)
+		}
+	}
+	if redis.HasErrorPrefix(record.Err(), "NOSCRIPT") {
+		// The server's script cache is empty (a restart): EVAL loads it.
+		record = recordPost.Eval(ctx, s.rdb, keys, p.ID, data, s.cfg.RecentPosts)
+	}
+	dropped, err := record.StringSlice()
 	if err != nil {
 		return fmt.Errorf("subscribers: record post %s: %w", p.ID, err)
 	}

@@ -106,23 +106,23 @@ func TestAccountChanges(t *testing.T) {
 	if err := s.RotateToken(ctx, "alice", "h2"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.UserByTokenHash(ctx, "h1"); err != fanout.ErrUnknownToken {
+	if _, _, err := s.UserByTokenHash(ctx, "h1"); err != fanout.ErrUnknownToken {
 		t.Fatalf("old token: %v", err)
 	}
-	if u, err := s.UserByTokenHash(ctx, "h2"); u != "alice" || err != nil {
-		t.Fatalf("new token: %q %v", u, err)
+	if u, name, err := s.UserByTokenHash(ctx, "h2"); u != "alice" || name != "Alice" || err != nil {
+		t.Fatalf("new token: %q %q %v", u, name, err)
 	}
 	if err := s.RotateToken(ctx, "bob", "h3"); err != fanout.ErrUnknownUser {
 		t.Fatalf("rotate for nobody: %v", err)
 	}
-	if _, err := s.UserByTokenHash(ctx, "h3"); err != fanout.ErrUnknownToken {
+	if _, _, err := s.UserByTokenHash(ctx, "h3"); err != fanout.ErrUnknownToken {
 		t.Fatalf("token of nobody: %v", err)
 	}
 	// A t: key the account does not name (a crash between the writes) is no token.
 	if err := s.rdb.Set(ctx, s.tokenKey("h1"), "alice", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.UserByTokenHash(ctx, "h1"); err != fanout.ErrUnknownToken {
+	if _, _, err := s.UserByTokenHash(ctx, "h1"); err != fanout.ErrUnknownToken {
 		t.Fatalf("stale token key: %v", err)
 	}
 }

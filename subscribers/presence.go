@@ -207,7 +207,7 @@ func (s *RedisStore) ProbeTargets(ctx context.Context, cursor uint64, count int)
 
 // FollowingCount returns how many authors a JID follows.
 func (s *RedisStore) FollowingCount(ctx context.Context, jid string) (int64, error) {
-	n, err := s.rdb.SCard(ctx, s.followingKey(jid)).Result()
+	n, err := s.rdb.HLen(ctx, s.followingKey(jid)).Result()
 	if err != nil {
 		return 0, fmt.Errorf("subscribers: following count of %s: %w", jid, err)
 	}

@@ -34,10 +34,10 @@ func TestRedisStore(t *testing.T) {
 		if err := s.CreateUser(ctx, "alice", "Other", "hash2", now); !errors.Is(err, fanout.ErrUserExists) {
 			t.Fatalf("second create: %v", err)
 		}
-		if u, err := s.UserByTokenHash(ctx, "hash1"); err != nil || u != "alice" {
-			t.Fatalf("token lookup: %q %v", u, err)
+		if u, name, err := s.UserByTokenHash(ctx, "hash1"); err != nil || u != "alice" || name != "Alice" {
+			t.Fatalf("token lookup: %q %q %v", u, name, err)
 		}
-		if _, err := s.UserByTokenHash(ctx, "hash2"); !errors.Is(err, fanout.ErrUnknownToken) {
+		if _, _, err := s.UserByTokenHash(ctx, "hash2"); !errors.Is(err, fanout.ErrUnknownToken) {
 			t.Fatalf("unknown token: %v", err)
 		}
 		if _, err := s.Profile(ctx, "bob"); !errors.Is(err, fanout.ErrUnknownUser) {
@@ -94,6 +94,20 @@ func TestRedisStore(t *testing.T) {
 		}
 		if f, _ := s.Following(ctx, "bob@example.org"); !slices.Equal(f, []string{"carol"}) {
 			t.Fatalf("following after unfollow: %v", f)
+		}
+		if n, err := s.FollowingCount(ctx, "bob@example.org"); err != nil || n != 1 {
+			t.Fatalf("following count: %d %v", n, err)
+		}
+		// The followee index is a small hash, which Redis keeps as a listpack.
+		if enc, err := s.rdb.ObjectEncoding(ctx, s.followingKey("bob@example.org")).Result(); err != nil || enc != "listpack" {
+			t.Fatalf("g: encoding %q %v, want listpack", enc, err)
+		}
+		s.Unfollow(ctx, "carol", "bob@example.org")
+		if n, err := s.rdb.Exists(ctx, s.followingKey("bob@example.org")).Result(); err != nil || n != 0 {
+			t.Fatalf("empty g: key left behind: %d %v", n, err)
+		}
+		if n, err := s.FollowingCount(ctx, "bob@example.org"); err != nil || n != 0 {
+			t.Fatalf("following count of nobody: %d %v", n, err)
 		}
 	})
 

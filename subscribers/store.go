@@ -54,5 +54,14 @@ func (s *RedisStore) followersKey(user string) string { return s.cfg.Prefix + "f
 func (s *RedisStore) idemKey(user, key string) string {
 	return s.cfg.Prefix + "i:{" + user + "}:" + key
 }
-func (s *RedisStore) tokenKey(hash string) string    { return s.cfg.Prefix + "t:" + hash }
+func (s *RedisStore) tokenKey(hash string) string { return s.cfg.Prefix + "t:" + hash }
+
+// followingKey is g:<jid>, the authors a JID follows: a hash whose fields are
+// the usernames, each with the value followingMark. Redis keeps a hash of up
+// to hash-max-listpack-entries (128) short fields as one listpack, a few
+// bytes per field, where Redis 7.0 keeps every set of strings as a hashtable
+// (MEMORY USAGE of a one-author key: 104 bytes as a hash, 208 as a set).
 func (s *RedisStore) followingKey(jid string) string { return s.cfg.Prefix + "g:" + jid }
+
+// followingMark is the value of every field of g:<jid>; only the field counts.
+const followingMark = "1"

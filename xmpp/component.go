@@ -53,6 +53,9 @@ type Config struct {
 	// MaxFollowing caps how many authors one JID may follow; zero means
 	// 1000.
 	MaxFollowing int
+	// QueueDelay is how much of the server's routing time later pages of a
+	// big fanout may queue ahead of a new first page; zero means 20 ms.
+	QueueDelay time.Duration
 }
 
 // Validate reports whether the configuration is usable.
@@ -66,7 +69,7 @@ func (c Config) Validate() error {
 	if c.PingTimeout < 0 || c.WriteTimeout < 0 || c.MinBackoff < 0 || c.MaxBackoff < 0 {
 		return errors.New("xmpp: durations must not be negative")
 	}
-	if c.ProbeRate < 0 || c.CommandRate < 0 || c.CommandBurst < 0 || c.MaxFollowing < 0 {
+	if c.ProbeRate < 0 || c.CommandRate < 0 || c.CommandBurst < 0 || c.MaxFollowing < 0 || c.QueueDelay < 0 {
 		return errors.New("xmpp: rates and limits must not be negative")
 	}
 	return nil
@@ -101,6 +104,9 @@ func (c Config) withDefaults() Config {
 	if c.CommandBurst == 0 {
 		c.CommandBurst = 10
 	}
+	if c.QueueDelay == 0 {
+		c.QueueDelay = 20 * time.Millisecond
+	}
 	return c
 }
 
@@ -115,6 +121,7 @@ type Component struct {
 	metrics *Metrics
 	log     *slog.Logger
 	pings   *pings
+	pacer   *pacer
 	// pingHead is the delivery ping up to its id, rendered once.
 	pingHead []byte
 
@@ -147,6 +154,7 @@ func New(store Store, metrics *Metrics, log *slog.Logger, cfg Config) (*Componen
 		metrics:  metrics,
 		log:      log,
 		pings:    newPings(),
+		pacer:    newPacer(cfg.QueueDelay, 100, 2000),
 		ready:    make(chan struct{}),
 		pingHead: renderPingHead(cfg.Domain, cfg.PingTo),
 	}, nil
@@ -257,41 +265,85 @@ func (c *Component) WaitReady(ctx context.Context) error {
 // Connected reports whether a connection is up (for readiness checks).
 func (c *Component) Connected() bool { return c.current() != nil }
 
-// DeliverBatch writes one chat message per recipient, then an XEP-0199 ping
-// to the server, and returns when the server answers it. The server handles a
-// component stream in order, so the answer means every message before it has
-// been routed; a flush alone would not survive a server crash.
+// DeliverBatch writes one chat message per recipient, each chunk of them
+// followed by an XEP-0199 ping to the server, and returns when the server has
+// answered every ping. The server handles a component stream in order, so
+// an answer means every message before it has been routed; a flush alone
+// would not survive a server crash. A post's first page goes out at once;
+// later pages are paced (see pacer), so that they never fill the server's
+// queue ahead of someone else's first page.
 func (c *Component) DeliverBatch(ctx context.Context, b fanout.Batch) error {
 	l := c.current()
 	if l == nil {
 		return ErrNotConnected
 	}
 	d := NewDelivery(c.cfg.Domain, b.Post)
-	id, answered := c.pings.add()
-	err := c.locked(l, func(w *bufio.Writer) error {
-		if err := b.Recipients(func(jid []byte) error { return d.WriteTo(w, jid) }); err != nil {
-			return err
+	paced := b.Page > 0
+	size := fanout.BatchSize
+	if paced {
+		size = c.pacer.chunk()
+	}
+	answers := make(chan error, b.Len()/size+1)
+	var ids []string
+	err := b.Chunks(size, func(part fanout.Batch) error {
+		n := part.Len()
+		if paced {
+			if err := c.pacer.acquire(ctx, n); err != nil {
+				return err
+			}
 		}
-		w.Write(c.pingHead)
-		w.WriteString(id)
-		_, err := w.WriteString(`"><ping xmlns="urn:xmpp:ping"/></iq>`)
-		return err
+		id := c.pings.add(func(err error) {
+			if paced {
+				c.pacer.release(n, err == nil)
+			}
+			answers <- err
+		})
+		ids = append(ids, id)
+		err := c.locked(l, func(w *bufio.Writer) error {
+			if err := part.Recipients(func(jid []byte) error { return d.WriteTo(w, jid) }); err != nil {
+				return err
+			}
+			w.Write(c.pingHead)
+			w.WriteString(id)
+			_, err := w.WriteString(`"><ping xmlns="urn:xmpp:ping"/></iq>`)
+			return err
+		})
+		if err != nil {
+			c.pings.resolve(id, err)
+			return fmt.Errorf("xmpp: write delivery: %w", err)
+		}
+		return nil
 	})
 	if err != nil {
-		c.pings.drop(id)
-		return fmt.Errorf("xmpp: write delivery: %w", err)
+		c.abandon(ids, err)
+		return err
 	}
 	t := time.NewTimer(c.cfg.PingTimeout)
 	defer t.Stop()
-	select {
-	case err := <-answered:
-		return err
-	case <-t.C:
-		c.pings.drop(id)
-		return fmt.Errorf("xmpp: no answer to delivery ping %s after %s", id, c.cfg.PingTimeout)
-	case <-ctx.Done():
-		c.pings.drop(id)
-		return ctx.Err()
+	for range ids {
+		select {
+		case err := <-answers:
+			if err != nil {
+				c.abandon(ids, err)
+				return err
+			}
+		case <-t.C:
+			err := fmt.Errorf("xmpp: no answer to delivery pings after %s", c.cfg.PingTimeout)
+			c.abandon(ids, err)
+			return err
+		case <-ctx.Done():
+			c.abandon(ids, ctx.Err())
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// abandon resolves the batch's pings still waiting, so that their window
+// is returned; the batch will be sent again.
+func (c *Component) abandon(ids []string, err error) {
+	for _, id := range ids {
+		c.pings.resolve(id, err)
 	}
 }
 

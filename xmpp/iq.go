@@ -64,7 +64,7 @@ func (c *Component) handleIQ(t xmlstream.TokenReadEncoder, start *xml.StartEleme
 		// Any answer, even an error, proves the server has routed
 		// everything written before the ping.
 		if strings.HasPrefix(in.ID, pingPrefix) {
-			c.pings.answer(in.ID, nil)
+			c.pings.resolve(in.ID, nil)
 		}
 		return nil
 	case stanza.GetIQ, stanza.SetIQ:

@@ -12,47 +12,42 @@ const pingPrefix = "stl-ping-"
 type pings struct {
 	mu      sync.Mutex
 	next    uint64
-	waiting map[string]chan error
+	waiting map[string]func(error)
 }
 
-func newPings() *pings { return &pings{waiting: make(map[string]chan error)} }
+func newPings() *pings { return &pings{waiting: make(map[string]func(error))} }
 
-// add registers a new ping and returns its id and the channel its answer
-// (nil for a result, an error otherwise) arrives on.
-func (p *pings) add() (string, <-chan error) {
+// add registers a new ping and returns its id; done is called once, with
+// nil when the server answers it or the reason it never will.
+func (p *pings) add(done func(error)) string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.next++
 	id := pingPrefix + strconv.FormatUint(p.next, 36)
-	ch := make(chan error, 1)
-	p.waiting[id] = ch
-	return id, ch
+	p.waiting[id] = done
+	return id
 }
 
-// answer resolves the ping id; it reports whether the id was one of ours.
-func (p *pings) answer(id string, err error) bool {
+// resolve calls the ping's done with err; it reports whether the id was
+// waiting.
+func (p *pings) resolve(id string, err error) bool {
 	p.mu.Lock()
-	ch, ok := p.waiting[id]
+	done, ok := p.waiting[id]
 	delete(p.waiting, id)
 	p.mu.Unlock()
 	if ok {
-		ch <- err
+		done(err)
 	}
 	return ok
-}
-
-func (p *pings) drop(id string) {
-	p.mu.Lock()
-	delete(p.waiting, id)
-	p.mu.Unlock()
 }
 
 // failAll resolves every waiting ping with err (the connection is gone).
 func (p *pings) failAll(err error) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	for id, ch := range p.waiting {
-		ch <- err
-		delete(p.waiting, id)
+	waiting := p.waiting
+	p.waiting = make(map[string]func(error))
+	p.mu.Unlock()
+	for _, done := range waiting {
+		done(err)
 	}
 }

@@ -1,0 +1,151 @@
+package subscribers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"starling.dev/starling/fanout"
+	"starling.dev/starling/internal/testenv"
+)
+
+// roundTrips counts the commands and pipelines a client sends: one round
+// trip each.
+type roundTrips struct{ n atomic.Int64 }
+
+func (h *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmds)
+	}
+}
+
+// count returns how many round trips f made.
+func (h *roundTrips) count(t *testing.T, f func() error) int64 {
+	t.Helper()
+	before := h.n.Load()
+	if err := f(); err != nil {
+		t.Fatal(err)
+	}
+	return h.n.Load() - before
+}
+
+// TestPostPathRoundTrips pins the Redis round trips of POST /v1/statuses:
+// two for the token and display name, one to record the post (two when the
+// history is trimmed).
+func TestPostPathRoundTrips(t *testing.T) {
+	r := testenv.StartRedis(t)
+	ctx := context.Background()
+	rdb := r.Client(t)
+	h := &roundTrips{}
+	rdb.AddHook(h)
+	s, err := NewRedisStore(rdb, RedisConfig{Prefix: testenv.Prefix(t), RecentPosts: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateUser(ctx, "alice", "Alice A.", "h1", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	var user, name string
+	if n := h.count(t, func() (err error) { user, name, err = s.UserByTokenHash(ctx, "h1"); return }); n != 2 {
+		t.Errorf("UserByTokenHash: %d round trips, want 2", n)
+	}
+	if user != "alice" || name != "Alice A." {
+		t.Fatalf("UserByTokenHash = %q %q", user, name)
+	}
+	record := func(id string) func() error {
+		return func() error { return s.RecordPost(ctx, fanout.Post{ID: id, Author: "alice", Text: "t"}) }
+	}
+	// The first EVALSHA may meet an empty script cache and fall back to EVAL.
+	h.count(t, record("01"))
+	if n := h.count(t, record("02")); n != 1 {
+		t.Errorf("RecordPost: %d round trips, want 1", n)
+	}
+	if n := h.count(t, record("03")); n != 2 {
+		t.Errorf("RecordPost trimming the history: %d round trips, want 2", n)
+	}
+	for id, want := range map[string]bool{"01": false, "02": true, "03": true} {
+		if _, ok, err := s.StatusByID(ctx, id); ok != want || err != nil {
+			t.Errorf("StatusByID(%s) = %v %v, want %v", id, ok, err, want)
+		}
+	}
+	if n, _ := rdb.Exists(ctx, s.statusKey("01")).Result(); n != 0 {
+		t.Error("the index of a trimmed post is left")
+	}
+}
+
+// TestRecordPostAfterScriptFlush checks the fallback from EVALSHA to EVAL in
+// RecordPost's pipeline, as after a Redis restart.
+func TestRecordPostAfterScriptFlush(t *testing.T) {
+	r := testenv.StartRedis(t)
+	ctx := context.Background()
+	s := newStore(t, r)
+	if err := s.CreateUser(ctx, "alice", "Alice", "h1", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := s.rdb.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		id := fmt.Sprintf("0%d", i)
+		if err := s.RecordPost(ctx, fanout.Post{ID: id, Author: "alice", Text: "t"}); err != nil {
+			t.Fatalf("RecordPost after SCRIPT FLUSH: %v", err)
+		}
+		if _, ok, err := s.StatusByID(ctx, id); !ok || err != nil {
+			t.Fatalf("StatusByID(%s) = %v %v", id, ok, err)
+		}
+	}
+	if p, _ := s.Profile(ctx, "alice"); p.Posts != 3 {
+		t.Fatalf("posts = %d, want 3", p.Posts)
+	}
+}
+
+// TestTokenOfDeletedAccount checks that a token key outliving its account
+// (a deletion cut short) does not authenticate.
+func TestTokenOfDeletedAccount(t *testing.T) {
+	r := testenv.StartRedis(t)
+	ctx := context.Background()
+	s := newStore(t, r)
+	if err := s.CreateUser(ctx, "alice", "Alice", "h1", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.rdb.Del(ctx, s.userKey("alice")).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.UserByTokenHash(ctx, "h1"); !errors.Is(err, fanout.ErrUnknownToken) {
+		t.Fatalf("token of a deleted account: %v", err)
+	}
+}
+
+// TestTokenLookupRedisDown checks that a failing Redis is an error, not an
+// unknown token (a 500, not a 401).
+func TestTokenLookupRedisDown(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	defer rdb.Close()
+	s, err := NewRedisStore(rdb, RedisConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.UserByTokenHash(context.Background(), "h1"); err == nil || errors.Is(err, fanout.ErrUnknownToken) {
+		t.Fatalf("UserByTokenHash with Redis down: %v", err)
+	}
+}

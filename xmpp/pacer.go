@@ -1,0 +1,95 @@
+package xmpp
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// pacer bounds the later-page stanzas the XMPP server has not confirmed yet
+// to about QueueDelay's worth of what it routes per second, so that a small
+// post written behind a big fanout waits little in the server's queue, while
+// the queue never runs dry. The rate is measured from the confirmations:
+// while the window is full the server drains its queue at its own speed.
+type pacer struct {
+	target   time.Duration
+	min, max int
+
+	mu       sync.Mutex
+	cond     *sync.Cond
+	inflight int
+	window   int
+	rate     float64 // stanzas confirmed per second, smoothed
+	counted  int     // confirmed since 'since'
+	since    time.Time
+	last     time.Time // of the latest confirmation
+	now      func() time.Time
+}
+
+func newPacer(target time.Duration, min, max int) *pacer {
+	p := &pacer{target: target, min: min, max: max, window: max / 4, now: time.Now}
+	p.window = clamp(p.window, min, max)
+	p.cond = sync.NewCond(&p.mu)
+	return p
+}
+
+func clamp(v, lo, hi int) int { return max(lo, min(v, hi)) }
+
+// acquire waits until n more stanzas fit in the window (always, when none
+// are in flight) or ctx ends.
+func (p *pacer) acquire(ctx context.Context, n int) error {
+	stop := context.AfterFunc(ctx, func() {
+		p.mu.Lock()
+		p.cond.Broadcast()
+		p.mu.Unlock()
+	})
+	defer stop()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for p.inflight > 0 && p.inflight+n > p.window {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		p.cond.Wait()
+	}
+	if now := p.now(); p.inflight == 0 && now.Sub(p.last) > p.target {
+		// Idle since the last confirmation: measure afresh, so that
+		// time with nothing to send does not count as a slow server.
+		p.since, p.counted = now, 0
+	}
+	p.inflight += n
+	return nil
+}
+
+// release returns n stanzas to the window; confirmed says the server
+// answered for them (a failure measures nothing).
+func (p *pacer) release(n int, confirmed bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.inflight -= n
+	p.cond.Broadcast()
+	if !confirmed {
+		return
+	}
+	p.counted += n
+	now := p.now()
+	p.last = now
+	if d := now.Sub(p.since); d >= 20*time.Millisecond {
+		r := float64(p.counted) / d.Seconds()
+		if p.rate == 0 {
+			p.rate = r
+		} else {
+			p.rate = 0.7*p.rate + 0.3*r
+		}
+		p.window = clamp(int(p.rate*p.target.Seconds()), p.min, p.max)
+		p.since, p.counted = now, 0
+	}
+}
+
+// chunk is how many stanzas to write before the next ping: a quarter of the
+// window, so several round trips overlap.
+func (p *pacer) chunk() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return clamp(p.window/4, 25, 250)
+}
