@@ -32,6 +32,7 @@ deps:
 build:
 	$(GO) build -o bin/starling-gateway ./cmd/gateway
 	$(GO) build -o bin/starling-api ./cmd/api
+	$(GO) build -o bin/starlingctl ./cmd/starlingctl
 
 lint:
 	@unformatted="$$(gofmt -l .)"; \

@@ -130,15 +130,15 @@ func limitNotes(b *bench) []string {
 		case strings.HasPrefix(t.Name, "starling vs raw"):
 			note += t.Note + ". " + topFuncs(b, "starling-prosody")
 		case strings.HasPrefix(t.Name, "p99") && strings.Contains(t.Name, "Prosody"):
-			note += t.Note + ". The small post's 10 stanzas enter Prosody's component stream behind the celebrity's batches the send stage has already written " +
-				"(several batches of 500 in flight) and Prosody drains that stream at ~5k stanzas/s, so each batch ahead costs ~100 ms. " +
-				"Through the bare endpoint, which reads at Starling's speed, the same probes stay far lower (see the latency rows): the wait is in Prosody's queue, " +
-				"so what helps is fewer stanzas in flight ahead of a small post (pacing the send stage to the server's measured rate, small posts' batches first)."
+			note += t.Note + ". The small post's 10 stanzas enter Prosody's component stream behind the celebrity's stanzas the send stage has already written. " +
+				"The send stage paces big batches to ~20 ms of the server's measured rate (xmpp/pacer.go), so most probes wait about that long (see p50); " +
+				"the slowest ones meet the window before the pacer has measured Prosody, or a burst of confirmations that overstates its speed. " +
+				"Through the bare endpoint, which reads at Starling's speed, the same probes stay far lower (see the latency rows): the wait is in Prosody's queue."
 		case strings.HasPrefix(t.Name, "p99"):
 			note += t.Note + ". " + topFuncs(b, "gateway-alone")
 		case strings.HasPrefix(t.Name, "starling vs Prosody PubSub"):
 			note += t.Note + ". " + prosodyBound + " PubSub is not parsing anything per recipient: Prosody builds the notification once and serializes a clone per subscriber. " +
-				"Through ejabberd, or by leaving the Atom entry out (or making it optional per follower), Starling's figure would move towards the raw ones above."
+				"Through ejabberd, or without the Atom entry (the issue asks for it; an operator switch would be the way), Starling's figure would move towards the raw ones above."
 		case strings.HasPrefix(t.Name, "ingest"):
 			note += "Each POST is one HTTP request that waits for its own JetStream ack (a synchronous publish, ~28 µs of server work plus a round trip) and writes the post to Redis; " +
 				"the raw figure pipelines up to 4,096 publishes on one connection without HTTP. " + topFuncs(b, "ingest-api")

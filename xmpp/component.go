@@ -269,16 +269,18 @@ func (c *Component) Connected() bool { return c.current() != nil }
 // followed by an XEP-0199 ping to the server, and returns when the server has
 // answered every ping. The server handles a component stream in order, so
 // an answer means every message before it has been routed; a flush alone
-// would not survive a server crash. A post's first page goes out at once;
-// later pages are paced (see pacer), so that they never fill the server's
-// queue ahead of someone else's first page.
+// would not survive a server crash. A small post goes out at once; big
+// batches are paced (see pacer), so that they never fill the server's queue
+// ahead of someone else's small post.
 func (c *Component) DeliverBatch(ctx context.Context, b fanout.Batch) error {
 	l := c.current()
 	if l == nil {
 		return ErrNotConnected
 	}
 	d := NewDelivery(c.cfg.Domain, b.Post)
-	paced := b.Page > 0
+	// A small author's post (a first page of a few stanzas) goes out at
+	// once; everything larger, a celebrity's first page included, is paced.
+	paced := b.Page > 0 || b.Len() > unpacedBatch
 	size := fanout.BatchSize
 	if paced {
 		size = c.pacer.chunk()
@@ -338,6 +340,10 @@ func (c *Component) DeliverBatch(ctx context.Context, b fanout.Batch) error {
 	}
 	return nil
 }
+
+// unpacedBatch is the largest first page written without pacing: a small
+// author's whole post.
+const unpacedBatch = 50
 
 // abandon resolves the batch's pings still waiting, so that their window
 // is returned; the batch will be sent again.

@@ -27,8 +27,8 @@ type pacer struct {
 }
 
 func newPacer(target time.Duration, min, max int) *pacer {
-	p := &pacer{target: target, min: min, max: max, window: max / 4, now: time.Now}
-	p.window = clamp(p.window, min, max)
+	// Start small and open up as confirmations show the server's speed.
+	p := &pacer{target: target, min: min, max: max, window: min, now: time.Now}
 	p.cond = sync.NewCond(&p.mu)
 	return p
 }
