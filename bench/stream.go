@@ -163,12 +163,11 @@ func (s *scanner) pump(r io.Reader) error {
 
 // sink is a component connection (e.g. sink.localhost) that stands for a
 // million followers: the XMPP server routes every stanza for *@sink to it,
-// and it counts them. It may also write raw stanzas from its JIDs.
+// and it counts them.
 type sink struct {
 	domain string
 	conn   net.Conn
 	sc     *scanner
-	wmu    sync.Mutex
 	done   chan struct{}
 	err    error
 }
@@ -212,14 +211,6 @@ func startSink(t *runner, addr, domain, secret string, patterns ...string) *sink
 		<-s.done
 	})
 	return s
-}
-
-func (s *sink) write(b []byte) error {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	_ = s.conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
-	_, err := s.conn.Write(b)
-	return err
 }
 
 // endpoint is a bare XEP-0114 accept endpoint: it takes the gateway's
