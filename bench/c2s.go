@@ -10,11 +10,13 @@ import (
 	"path/filepath"
 	"strings"
 
-	"mellium.im/sasl"
 	"mellium.im/xmlstream"
 	"mellium.im/xmpp"
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stanza"
+
+	"starling.dev/starling/internal/testenv"
+	"starling.dev/starling/internal/xmltok"
 )
 
 // c2s is a plain client session (SASL PLAIN on loopback, as testenv's
@@ -27,21 +29,11 @@ type c2s struct {
 }
 
 func dialC2S(ctx context.Context, addr, user, host, password string) (*c2s, error) {
-	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	sess, err := testenv.Login(ctx, addr, user+"@"+host+"/bench", password)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("c2s %w", err)
 	}
-	origin := jid.MustParse(user + "@" + host + "/bench")
-	sess, err := xmpp.NewSession(ctx, origin.Domain(), origin, conn, xmpp.Secure,
-		xmpp.NewNegotiator(func(*xmpp.Session, *xmpp.StreamConfig) xmpp.StreamConfig {
-			return xmpp.StreamConfig{Features: []xmpp.StreamFeature{
-				xmpp.SASL("", password, sasl.Plain), xmpp.BindResource(),
-			}}
-		}))
-	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("c2s login %s: %w", origin, err)
-	}
+	conn := sess.Conn()
 	c := &c2s{sess: sess, conn: conn, done: make(chan struct{})}
 	go func() {
 		defer close(c.done)
@@ -63,7 +55,7 @@ func (c *c2s) iq(ctx context.Context, to string, typ stanza.IQType, payload, cou
 	if to != "" {
 		iq.To = jid.MustParse(to)
 	}
-	resp, err := c.sess.SendIQ(ctx, iq.Wrap(stripNS(xml.NewDecoder(strings.NewReader(payload)))))
+	resp, err := c.sess.SendIQ(ctx, iq.Wrap(xmltok.StripXMLNS(xml.NewDecoder(strings.NewReader(payload)))))
 	if err != nil {
 		return 0, err
 	}
@@ -99,23 +91,6 @@ func (c *c2s) iq(ctx context.Context, to string, typ stanza.IQType, payload, cou
 		return n, fmt.Errorf("iq %s to %s: error answer %v", typ, to, names)
 	}
 	return n, nil
-}
-
-// stripNS drops the xmlns attributes the decoder reports beside the names.
-func stripNS(r xml.TokenReader) xml.TokenReader {
-	return xmlstream.Map(func(t xml.Token) xml.Token {
-		if se, ok := t.(xml.StartElement); ok {
-			attrs := se.Attr[:0:0]
-			for _, a := range se.Attr {
-				if a.Name.Space != "" || a.Name.Local != "xmlns" {
-					attrs = append(attrs, a)
-				}
-			}
-			se.Attr = attrs
-			return se
-		}
-		return t
-	})(r)
 }
 
 // writeRoster writes user@host's roster in Prosody's internal storage

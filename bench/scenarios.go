@@ -121,41 +121,36 @@ func (b *bench) rawProsody() {
 	for _, n := range b.sz.raw {
 		b.t.progress("raw → Prosody, %d stanzas", n)
 		post := benchPost("raw", fmt.Sprintf("01BENCHRAWPROSODY%d", n))
-		base := b.s.sink.sc.count(patMessage)
-		p0 := procCPU(b.prosodyPID)
-		t0 := time.Now()
-		if err := r.send(post, n, 500, follower, within(n)); err != nil {
-			b.t.Fatalf("raw → prosody: %v", err)
-		}
-		at, err := b.s.sink.sc.await(patMessage, base+int64(n), within(n))
-		if err != nil {
-			b.t.Fatalf("raw → prosody: %v", err)
-		}
-		wall := at.Sub(t0)
-		pcpu := procCPU(b.prosodyPID) - p0
+		wall, busy := b.rawThroughProsody(n, func() error { return r.send(post, n, 500, follower, within(n)) })
 		b.res.add(figure{Key: "raw.prosody." + strconv.Itoa(n), Scenario: "raw", Name: "raw component → Prosody → sink", N: n,
 			Value: float64(n) / wall.Seconds(), Unit: "stanzas/s", Command: b.cmd("raw"),
-			Detail: fmt.Sprintf("last stanza after %s; Prosody CPU %.0f%% of one core", wall.Round(time.Millisecond), 100*pcpu.Seconds()/wall.Seconds())})
+			Detail: fmt.Sprintf("last stanza after %s; Prosody CPU %.0f%% of one core", wall.Round(time.Millisecond), busy)})
 	}
 	if n := b.sz.rawMin; n > 0 {
 		b.t.progress("raw → Prosody, %d minimal stanzas", n)
 		post := benchPost("raw", fmt.Sprintf("01BENCHRAWMIN%d", n))
-		base := b.s.sink.sc.count(patMessage)
-		p0 := procCPU(b.prosodyPID)
-		t0 := time.Now()
-		if err := r.sendMinimal(post, n, 500, follower, within(n)); err != nil {
-			b.t.Fatalf("raw → prosody: %v", err)
-		}
-		at, err := b.s.sink.sc.await(patMessage, base+int64(n), within(n))
-		if err != nil {
-			b.t.Fatalf("raw → prosody: %v", err)
-		}
-		wall := at.Sub(t0)
-		pcpu := procCPU(b.prosodyPID) - p0
+		wall, busy := b.rawThroughProsody(n, func() error { return r.sendMinimal(post, n, 500, follower, within(n)) })
 		b.res.add(figure{Key: "raw.prosody.minimal." + strconv.Itoa(n), Scenario: "raw", Name: "raw component → Prosody → sink, minimal stanza (body + origin-id, no Atom entry)", N: n,
 			Value: float64(n) / wall.Seconds(), Unit: "stanzas/s", Command: b.cmd("raw"),
-			Detail: fmt.Sprintf("last stanza after %s; Prosody CPU %.0f%% of one core; %d B a stanza", wall.Round(time.Millisecond), 100*pcpu.Seconds()/wall.Seconds(), len(minimalStanza(post, follower(0))))})
+			Detail: fmt.Sprintf("last stanza after %s; Prosody CPU %.0f%% of one core; %d B a stanza", wall.Round(time.Millisecond), busy, len(minimalStanza(post, follower(0))))})
 	}
+}
+
+// rawThroughProsody runs send and returns the time until the sink counted n
+// more stanzas and Prosody's CPU over that time, in percent of one core.
+func (b *bench) rawThroughProsody(n int, send func() error) (time.Duration, float64) {
+	base := b.s.sink.sc.count(patMessage)
+	p0 := procCPU(b.prosodyPID)
+	t0 := time.Now()
+	if err := send(); err != nil {
+		b.t.Fatalf("raw → prosody: %v", err)
+	}
+	at, err := b.s.sink.sc.await(patMessage, base+int64(n), within(n))
+	if err != nil {
+		b.t.Fatalf("raw → prosody: %v", err)
+	}
+	wall := at.Sub(t0)
+	return wall, 100 * (procCPU(b.prosodyPID) - p0).Seconds() / wall.Seconds()
 }
 
 func (b *bench) rawEjabberd() {

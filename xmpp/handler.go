@@ -47,12 +47,8 @@ func (c *Component) handleMessage(t xmlstream.TokenReadEncoder, start *xml.Start
 		c.log.Debug("undecodable message ignored", "err", err)
 		return nil
 	}
-	from, err := jid.Parse(m.From)
-	if err != nil || m.From == "" {
-		return nil
-	}
-	to, err := jid.Parse(m.To)
-	if err != nil || !c.ours(to) {
+	from, to, ok := c.addresses(m.From, m.To)
+	if !ok {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
@@ -108,4 +104,18 @@ func (c *Component) reply(t xmlstream.TokenReadEncoder, to, from jid.JID, text s
 // start element separately from the rest, so it is put back in front.
 func decodeStanza(t xml.TokenReader, start *xml.StartElement, v any) error {
 	return xml.NewTokenDecoder(xmlstream.MultiReader(xmlstream.Token(*start), t)).Decode(v)
+}
+
+// addresses parses a stanza's from and to. ok is false unless from is set
+// and to is the service JID or an author JID of ours.
+func (c *Component) addresses(from, to string) (f, t jid.JID, ok bool) {
+	f, err := jid.Parse(from)
+	if err != nil || from == "" {
+		return f, t, false
+	}
+	t, err = jid.Parse(to)
+	if err != nil || !c.ours(t) {
+		return f, t, false
+	}
+	return f, t, true
 }

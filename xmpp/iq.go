@@ -12,6 +12,7 @@ import (
 	"mellium.im/xmpp/stanza"
 
 	"starling.dev/starling/fanout"
+	"starling.dev/starling/internal/xmltok"
 )
 
 // Namespaces the component answers.
@@ -71,9 +72,8 @@ func (c *Component) handleIQ(t xmlstream.TokenReadEncoder, start *xml.StartEleme
 	default:
 		return nil
 	}
-	from, err1 := jid.Parse(in.From)
-	to, err2 := jid.Parse(in.To)
-	if err1 != nil || err2 != nil || !c.ours(to) {
+	from, to, ok := c.addresses(in.From, in.To)
+	if !ok {
 		return nil // mellium answers service-unavailable
 	}
 	req := iqRequest{
@@ -266,26 +266,5 @@ func marshal(v any) xml.TokenReader {
 	if err != nil {
 		panic("xmpp: marshal of a fixed payload type: " + err.Error())
 	}
-	return stripXMLNS(xml.NewDecoder(bytes.NewReader(b)))
-}
-
-// stripXMLNS drops the xmlns attributes a decoder reports beside the
-// namespace it already put in each element's name: re-encoded, they would
-// be written twice, a duplicate attribute that ends the stream.
-func stripXMLNS(r xml.TokenReader) xml.TokenReader {
-	return xmlstream.Map(func(t xml.Token) xml.Token {
-		start, ok := t.(xml.StartElement)
-		if !ok {
-			return t
-		}
-		attrs := start.Attr[:0:0]
-		for _, a := range start.Attr {
-			if a.Name.Space == "" && a.Name.Local == "xmlns" {
-				continue
-			}
-			attrs = append(attrs, a)
-		}
-		start.Attr = attrs
-		return start
-	})(r)
+	return xmltok.StripXMLNS(xml.NewDecoder(bytes.NewReader(b)))
 }

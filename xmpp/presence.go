@@ -33,12 +33,8 @@ func (c *Component) handlePresence(t xmlstream.TokenReadEncoder, start *xml.Star
 	if err := decodeStanza(t, start, &p); err != nil {
 		return nil
 	}
-	from, err := jid.Parse(p.From)
-	if err != nil || p.From == "" {
-		return nil
-	}
-	to, err := jid.Parse(p.To)
-	if err != nil || !c.ours(to) {
+	from, to, ok := c.addresses(p.From, p.To)
+	if !ok {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)

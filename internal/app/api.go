@@ -44,10 +44,18 @@ func RunAPI(ctx context.Context, cfg API, log *slog.Logger, hooks APIHooks) erro
 	}
 	// The streams usually exist (the gateway makes them too); when NATS is
 	// not up yet, publishing answers 503 until it is, and this retries.
+	sctx, stopStreams := context.WithCancel(ctx)
+	streamsDone := make(chan struct{})
 	go func() {
-		_ = retry(ctx, log, "creating JetStream streams", func(ctx context.Context) error {
+		defer close(streamsDone)
+		_ = retry(sctx, log, "creating JetStream streams", func(ctx context.Context) error {
 			return fanout.EnsureStreams(ctx, js)
 		})
+	}()
+	// Stopped and waited for before NATS closes, however RunAPI returns.
+	defer func() {
+		stopStreams()
+		<-streamsDone
 	}()
 
 	store, err := subscribers.NewRedisStore(rdb, subscribers.RedisConfig{Prefix: cfg.RedisPrefix, RecentPosts: cfg.PostHistory})

@@ -14,6 +14,8 @@ import (
 	"mellium.im/xmpp"
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stanza"
+
+	"starling.dev/starling/internal/xmltok"
 )
 
 // Message is a message a Client received.
@@ -70,23 +72,11 @@ func DialClient(t TB, addr, user, host, password string, opts ...ClientOption) *
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	sess, err := Login(ctx, addr, user+"@"+host+"/test", password)
 	if err != nil {
-		t.Fatalf("testenv: client dial %s: %v", addr, err)
+		t.Fatalf("testenv: %v", err)
 	}
-	origin := jid.MustParse(user + "@" + host + "/test")
-	// The link is loopback without TLS; marking it Secure lets mellium offer
-	// PLAIN, which the test server allows.
-	sess, err := xmpp.NewSession(ctx, origin.Domain(), origin, conn, xmpp.Secure,
-		xmpp.NewNegotiator(func(*xmpp.Session, *xmpp.StreamConfig) xmpp.StreamConfig {
-			return xmpp.StreamConfig{Features: []xmpp.StreamFeature{
-				xmpp.SASL("", password, sasl.Plain), xmpp.BindResource(),
-			}}
-		}))
-	if err != nil {
-		conn.Close()
-		t.Fatalf("testenv: client login %s: %v", origin, err)
-	}
+	conn := sess.Conn()
 	c := &Client{JID: sess.LocalAddr(), sess: sess, msgs: make(chan Message, 1024), pres: make(chan Presence, 1024), done: make(chan struct{})}
 	for _, o := range opts {
 		o(c)
@@ -104,6 +94,32 @@ func DialClient(t TB, addr, user, host, password string, opts ...ClientOption) *
 		t.Fatalf("testenv: client presence: %v", err)
 	}
 	return c
+}
+
+// Login opens a c2s session for the full JID at addr with SASL PLAIN on
+// loopback, without TLS. Close the session and its Conn when done.
+func Login(ctx context.Context, addr, fullJID, password string) (*xmpp.Session, error) {
+	origin, err := jid.Parse(fullJID)
+	if err != nil {
+		return nil, fmt.Errorf("login %s: %w", fullJID, err)
+	}
+	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("login %s: dial %s: %w", origin, addr, err)
+	}
+	// The link is loopback without TLS; marking it Secure lets mellium offer
+	// PLAIN, which the test servers allow.
+	sess, err := xmpp.NewSession(ctx, origin.Domain(), origin, conn, xmpp.Secure,
+		xmpp.NewNegotiator(func(*xmpp.Session, *xmpp.StreamConfig) xmpp.StreamConfig {
+			return xmpp.StreamConfig{Features: []xmpp.StreamFeature{
+				xmpp.SASL("", password, sasl.Plain), xmpp.BindResource(),
+			}}
+		}))
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("login %s: %w", origin, err)
+	}
+	return sess, nil
 }
 
 type wireMessage struct {
@@ -259,7 +275,7 @@ func (c *Client) SendRaw(t TB, raw string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := c.sess.Send(ctx, stripXMLNS(xml.NewDecoder(strings.NewReader(raw)))); err != nil {
+	if err := c.sess.Send(ctx, xmltok.StripXMLNS(xml.NewDecoder(strings.NewReader(raw)))); err != nil {
 		t.Fatalf("testenv: client raw send: %v", err)
 	}
 }
@@ -276,7 +292,7 @@ func (c *Client) IQ(t TB, to string, typ stanza.IQType, payload string) string {
 	}
 	var r xml.TokenReader
 	if payload != "" {
-		r = stripXMLNS(xml.NewDecoder(strings.NewReader(payload)))
+		r = xmltok.StripXMLNS(xml.NewDecoder(strings.NewReader(payload)))
 	}
 	resp, err := c.sess.SendIQ(ctx, iq.Wrap(r))
 	if err != nil {
@@ -348,24 +364,4 @@ func render(r xml.TokenReader) (string, error) {
 func (c *Client) Close() {
 	_ = c.sess.Close()
 	<-c.done
-}
-
-// stripXMLNS drops the xmlns attributes a decoder reports beside the
-// namespace it put in each element's name; re-encoded, they would be written
-// twice.
-func stripXMLNS(r xml.TokenReader) xml.TokenReader {
-	return xmlstream.Map(func(t xml.Token) xml.Token {
-		start, ok := t.(xml.StartElement)
-		if !ok {
-			return t
-		}
-		attrs := start.Attr[:0:0]
-		for _, a := range start.Attr {
-			if a.Name.Space != "" || a.Name.Local != "xmlns" {
-				attrs = append(attrs, a)
-			}
-		}
-		start.Attr = attrs
-		return start
-	})(r)
 }

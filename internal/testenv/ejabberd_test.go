@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"mellium.im/sasl"
 	"mellium.im/xmlstream"
 	"mellium.im/xmpp"
 	"mellium.im/xmpp/component"
@@ -222,21 +221,11 @@ func dialApprover(t *testing.T, info ServerInfo, user, password string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", info.C2SAddr)
+	sess, err := Login(ctx, info.C2SAddr, user+"@"+info.Host+"/approver", password)
 	if err != nil {
-		t.Fatalf("approver dial: %v", err)
+		t.Fatalf("approver %v", err)
 	}
-	origin := jid.MustParse(user + "@" + info.Host + "/approver")
-	sess, err := xmpp.NewSession(ctx, origin.Domain(), origin, conn, xmpp.Secure,
-		xmpp.NewNegotiator(func(*xmpp.Session, *xmpp.StreamConfig) xmpp.StreamConfig {
-			return xmpp.StreamConfig{Features: []xmpp.StreamFeature{
-				xmpp.SASL("", password, sasl.Plain), xmpp.BindResource(),
-			}}
-		}))
-	if err != nil {
-		conn.Close()
-		t.Fatalf("approver login %s: %v", origin, err)
-	}
+	conn := sess.Conn()
 	serve(t, sess, conn, func(r xmlstream.TokenReadEncoder, start *xml.StartElement) error {
 		if start.Name.Local != "presence" {
 			return nil
