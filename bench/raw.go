@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"time"
 
-	"starling.dev/starling/fanout"
+	"starling.dev/starling"
 	"starling.dev/starling/xmpp"
 )
 
@@ -60,7 +60,7 @@ func (r *rawSender) close() {
 // send writes one delivery of post to each of the n JIDs name(i), in
 // batches of batch stanzas, and returns when the server has answered the
 // last ping.
-func (r *rawSender) send(post fanout.Post, n, batch int, name func(i int) string, within time.Duration) error {
+func (r *rawSender) send(post starling.Post, n, batch int, name func(i int) string, within time.Duration) error {
 	return r.sendWith(xmpp.NewDelivery(r.domain, post).AppendTo, n, batch, name, within)
 }
 
@@ -110,20 +110,20 @@ func (r *rawSender) sendWith(render func(dst []byte, to string) []byte, n, batch
 
 // minimalStanza is the delivery without its Atom entry: the body and the
 // origin-id, for comparison.
-func minimalStanza(p fanout.Post, to string) []byte {
+func minimalStanza(p starling.Post, to string) []byte {
 	return fmt.Appendf(nil, `<message type="chat" from="%s@%s" to="%s" id="%s"><body>%s</body><origin-id xmlns="urn:xmpp:sid:0" id="%s"/></message>`,
 		p.Author, "microblog.localhost", to, p.ID, p.Text, p.ID)
 }
 
 // sendMinimal is send with minimalStanza.
-func (r *rawSender) sendMinimal(post fanout.Post, n, batch int, name func(i int) string, within time.Duration) error {
+func (r *rawSender) sendMinimal(post starling.Post, n, batch int, name func(i int) string, within time.Duration) error {
 	return r.sendWith(func(dst []byte, to string) []byte { return append(dst, minimalStanza(post, to)...) }, n, batch, name, within)
 }
 
 // benchPost is the post every scenario sends: the same text, so that every
 // stanza has the same size (Starling's delivery with its Atom entry).
-func benchPost(author, id string) fanout.Post {
-	return fanout.Post{
+func benchPost(author, id string) starling.Post {
+	return starling.Post{
 		ID:         id,
 		Author:     author,
 		AuthorName: "Bench " + author,

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"starling.dev/starling"
 )
 
 // Batch is one unit of delivery work: a post and up to BatchSize bare JIDs
@@ -17,7 +19,7 @@ import (
 // the send stage reads without allocating per recipient: Recipients walks
 // the JIDs as byte slices of the message itself.
 type Batch struct {
-	Post Post
+	Post starling.Post
 	Page int
 	// To are the recipients of a batch being built.
 	To []string

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
+	"starling.dev/starling"
 )
 
 // ConsumerConfig tunes the two durable pull consumers.
@@ -173,7 +174,7 @@ func (p *Pipeline) consume(ctx context.Context, c jetstream.Consumer, workers in
 }
 
 func (p *Pipeline) handlePost(ctx context.Context, m jetstream.Msg) {
-	post, err := DecodePost(m.Data())
+	post, err := starling.DecodePost(m.Data())
 	if err != nil {
 		p.poison(m, err)
 		return

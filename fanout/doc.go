@@ -1,5 +1,5 @@
 // Package fanout is Starling's pipeline core. It owns the types that travel
-// through NATS JetStream (Post and Batch), the fanout stage that turns one post
+// through NATS JetStream (Batch, which carries a starling.Post), the fanout stage that turns one post
 // into delivery batches of at most BatchSize followers, and the send stage that
 // hands batches to the XMPP component.
 //

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"starling.dev/starling"
 )
 
 // EnsureStreams creates or updates the POSTS and DELIVERIES streams. Both
@@ -49,12 +50,12 @@ func NewPostPublisher(js jetstream.JetStream) *PostPublisher {
 // PublishPost stores p durably. It returns only after JetStream acknowledged
 // the message; duplicate reports that a message with the same id was already
 // stored (a retry), so the caller must not count it twice.
-func (p *PostPublisher) PublishPost(ctx context.Context, post Post) (duplicate bool, err error) {
+func (p *PostPublisher) PublishPost(ctx context.Context, post starling.Post) (duplicate bool, err error) {
 	data, err := json.Marshal(post)
 	if err != nil {
 		return false, fmt.Errorf("fanout: encode post: %w", err)
 	}
-	ack, err := p.js.Publish(ctx, post.Subject(), data,
+	ack, err := p.js.Publish(ctx, PostSubject(post.Author), data,
 		jetstream.WithMsgID(post.ID), jetstream.WithExpectStream(PostsStream))
 	if err != nil {
 		return false, fmt.Errorf("fanout: publish post %s: %w", post.ID, err)

@@ -3,6 +3,8 @@ package fanout
 import (
 	"context"
 	"fmt"
+
+	"starling.dev/starling"
 )
 
 // FollowerPager reads an author's followers a page at a time.
@@ -44,7 +46,7 @@ func NewFanout(pager FollowerPager, sink BatchSink, metrics *Metrics) *Fanout {
 // (splitting pages larger than BatchSize). It returns once every batch is
 // durable, so the caller may then acknowledge the post. progress, if not nil,
 // is called after every page so the caller can keep its message alive.
-func (f *Fanout) Fan(ctx context.Context, post Post, progress func()) (batches int, err error) {
+func (f *Fanout) Fan(ctx context.Context, post starling.Post, progress func()) (batches int, err error) {
 	var pending []Pending
 	err = f.pager.ScanFollowers(ctx, post.Author, BatchSize, func(page []string) error {
 		for len(page) > 0 {

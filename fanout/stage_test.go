@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"starling.dev/starling"
 )
 
 // pager serves fixed pages, as Redis SSCAN would (pages may exceed the hint).
@@ -50,7 +52,7 @@ func jids(n int, tag string) []string {
 func TestFanSplitsPagesIntoBatches(t *testing.T) {
 	pages := [][]string{jids(3, "a"), jids(BatchSize+7, "b"), nil, jids(BatchSize, "c")}
 	s := &sink{}
-	n, err := NewFanout(&pager{pages}, s, nil).Fan(context.Background(), Post{ID: "p1", Author: "alice"}, nil)
+	n, err := NewFanout(&pager{pages}, s, nil).Fan(context.Background(), starling.Post{ID: "p1", Author: "alice"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +75,7 @@ func TestFanSplitsPagesIntoBatches(t *testing.T) {
 
 func TestFanReportsUnstoredBatch(t *testing.T) {
 	s := &sink{fail: errors.New("nats: timeout")}
-	_, err := NewFanout(&pager{[][]string{jids(2, "a")}}, s, nil).Fan(context.Background(), Post{ID: "p", Author: "a"}, nil)
+	_, err := NewFanout(&pager{[][]string{jids(2, "a")}}, s, nil).Fan(context.Background(), starling.Post{ID: "p", Author: "a"}, nil)
 	if err == nil {
 		t.Fatal("a batch JetStream did not store must fail the post, so it is retried")
 	}
@@ -81,14 +83,14 @@ func TestFanReportsUnstoredBatch(t *testing.T) {
 
 func TestFanNoFollowers(t *testing.T) {
 	s := &sink{}
-	n, err := NewFanout(&pager{[][]string{nil}}, s, nil).Fan(context.Background(), Post{ID: "p", Author: "a"}, nil)
+	n, err := NewFanout(&pager{[][]string{nil}}, s, nil).Fan(context.Background(), starling.Post{ID: "p", Author: "a"}, nil)
 	if err != nil || n != 0 || len(s.got) != 0 {
 		t.Fatalf("n=%d err=%v batches=%d", n, err, len(s.got))
 	}
 }
 
 func TestBatchRoundTrip(t *testing.T) {
-	post := Post{ID: "01J", Author: "alice", Text: "line one\nline two", AuthorName: "A"}
+	post := starling.Post{ID: "01J", Author: "alice", Text: "line one\nline two", AuthorName: "A"}
 	to := jids(BatchSize, "r")
 	data, err := Batch{Post: post, Page: 7, To: to}.Encode(nil)
 	if err != nil {
@@ -116,7 +118,7 @@ func TestBatchRoundTrip(t *testing.T) {
 }
 
 func TestDecodeBatchRefusesBadInput(t *testing.T) {
-	over, _ := Batch{Post: Post{ID: "x", Author: "a"}, To: jids(BatchSize+1, "r")}.Encode(nil)
+	over, _ := Batch{Post: starling.Post{ID: "x", Author: "a"}, To: jids(BatchSize+1, "r")}.Encode(nil)
 	for name, data := range map[string][]byte{
 		"oversize":   over,
 		"no post id": []byte("B1 0\n{\"author\":\"a\"}"),
@@ -128,7 +130,7 @@ func TestDecodeBatchRefusesBadInput(t *testing.T) {
 			t.Errorf("%s: decoded", name)
 		}
 	}
-	if _, err := DecodePost([]byte(`not json`)); err == nil {
+	if _, err := starling.DecodePost([]byte(`not json`)); err == nil {
 		t.Fatal("garbage decoded as a post")
 	}
 }
@@ -146,12 +148,12 @@ func TestLanes(t *testing.T) {
 
 func TestBatchChunks(t *testing.T) {
 	to := jids(403, "c")
-	data, _ := Batch{Post: Post{ID: "x", Author: "a"}, Page: 3, To: to}.Encode(nil)
+	data, _ := Batch{Post: starling.Post{ID: "x", Author: "a"}, Page: 3, To: to}.Encode(nil)
 	decoded, err := DecodeBatch(data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, b := range map[string]Batch{"built": {Post: Post{ID: "x", Author: "a"}, Page: 3, To: to}, "decoded": decoded} {
+	for name, b := range map[string]Batch{"built": {Post: starling.Post{ID: "x", Author: "a"}, Page: 3, To: to}, "decoded": decoded} {
 		var got []string
 		var sizes []int
 		err := b.Chunks(100, func(part Batch) error {

@@ -6,8 +6,7 @@ import (
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
-
-	"starling.dev/starling/fanout"
+	"starling.dev/starling"
 )
 
 // maxBioChars bounds a bio, in code points.
@@ -47,7 +46,7 @@ func (s *server) updateUser(w http.ResponseWriter, r *http.Request) {
 	}
 	prof, err := s.acc.UpdateProfile(r.Context(), username, req.DisplayName, req.Bio)
 	switch {
-	case errors.Is(err, fanout.ErrUnknownUser):
+	case errors.Is(err, starling.ErrUnknownUser):
 		s.noUser(w, username)
 	case err != nil:
 		s.fail(w, r, "update profile", err)
@@ -59,13 +58,13 @@ func (s *server) updateUser(w http.ResponseWriter, r *http.Request) {
 // checkUpdate returns the problem with a profile change, or nil.
 func checkUpdate(req updateUserRequest) *problem {
 	if req.DisplayName != nil {
-		if err := validateDisplayName(*req.DisplayName); err != nil {
+		if err := starling.CheckDisplayName(*req.DisplayName); err != nil {
 			p := typed(typeInvalidName, "Invalid display name", http.StatusUnprocessableEntity, err.Error())
 			return &p
 		}
 	}
 	if req.Bio != nil {
-		n, err := scanXMLText("bio", *req.Bio)
+		n, err := starling.CheckXMLText("bio", *req.Bio)
 		if err == nil && n > maxBioChars {
 			err = fmt.Errorf("bio has %d characters; the limit is %d", n, maxBioChars)
 		}
@@ -89,14 +88,14 @@ func (s *server) rotateToken(w http.ResponseWriter, r *http.Request) {
 		forbidden(w, "only the owner or the admin may rotate this token")
 		return
 	}
-	if !usernameRE.MatchString(username) {
+	if !starling.ValidUsername(username) {
 		s.noUser(w, username)
 		return
 	}
 	token := newToken()
 	err := s.acc.RotateToken(r.Context(), username, hashToken(token))
 	switch {
-	case errors.Is(err, fanout.ErrUnknownUser):
+	case errors.Is(err, starling.ErrUnknownUser):
 		s.noUser(w, username)
 	case err != nil:
 		s.fail(w, r, "rotate token", err)
@@ -113,13 +112,13 @@ func (s *server) deleteUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	username := chi.URLParam(r, "username")
-	if !usernameRE.MatchString(username) {
+	if !starling.ValidUsername(username) {
 		s.noUser(w, username)
 		return
 	}
 	err := s.acc.DeleteUser(r.Context(), username)
 	switch {
-	case errors.Is(err, fanout.ErrUnknownUser):
+	case errors.Is(err, starling.ErrUnknownUser):
 		s.noUser(w, username)
 	case err != nil:
 		s.fail(w, r, "delete user", err)

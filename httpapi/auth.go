@@ -10,7 +10,7 @@ import (
 	"net/http"
 	"strings"
 
-	"starling.dev/starling/fanout"
+	"starling.dev/starling"
 )
 
 // tokenPrefix marks Starling tokens, so secret scanners can recognise them.
@@ -121,7 +121,7 @@ func (s *server) isAdminToken(token string) bool {
 func (s *server) userByToken(w http.ResponseWriter, r *http.Request, token string) (caller, bool) {
 	user, name, err := s.acc.UserByTokenHash(r.Context(), hashToken(token))
 	switch {
-	case errors.Is(err, fanout.ErrUnknownToken):
+	case errors.Is(err, starling.ErrUnknownToken):
 		unauthorized(w, "invalid_token", "the bearer token is not valid")
 		return caller{}, false
 	case err != nil:

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"starling.dev/starling"
 	"starling.dev/starling/fanout"
 	"starling.dev/starling/internal/testenv"
 	"starling.dev/starling/subscribers"
@@ -196,10 +197,10 @@ type fakePublisher struct {
 	mu    sync.Mutex
 	err   error
 	calls int
-	posts map[string]fanout.Post
+	posts map[string]starling.Post
 }
 
-func (f *fakePublisher) PublishPost(_ context.Context, p fanout.Post) (bool, error) {
+func (f *fakePublisher) PublishPost(_ context.Context, p starling.Post) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls++
@@ -207,7 +208,7 @@ func (f *fakePublisher) PublishPost(_ context.Context, p fanout.Post) (bool, err
 		return false, f.err
 	}
 	if f.posts == nil {
-		f.posts = map[string]fanout.Post{}
+		f.posts = map[string]starling.Post{}
 	}
 	_, dup := f.posts[p.ID]
 	f.posts[p.ID] = p
@@ -221,10 +222,10 @@ func (f *fakePublisher) fail(err error) {
 	f.err = err
 }
 
-func (f *fakePublisher) stored() map[string]fanout.Post {
+func (f *fakePublisher) stored() map[string]starling.Post {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := make(map[string]fanout.Post, len(f.posts))
+	out := make(map[string]starling.Post, len(f.posts))
 	for k, v := range f.posts {
 		out[k] = v
 	}
@@ -235,14 +236,14 @@ func (f *fakePublisher) stored() map[string]fanout.Post {
 // between the publish and the count.
 type failingRecord struct{ *subscribers.RedisStore }
 
-func (failingRecord) RecordPost(context.Context, fanout.Post) error {
+func (failingRecord) RecordPost(context.Context, starling.Post) error {
 	return errors.New("redis: connection reset by peer")
 }
 
 // panickingProfile is a real store whose Profile panics.
 type panickingProfile struct{ *subscribers.RedisStore }
 
-func (panickingProfile) Profile(context.Context, string) (fanout.Profile, error) {
+func (panickingProfile) Profile(context.Context, string) (starling.Profile, error) {
 	panic("profile exploded")
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"starling.dev/starling"
 	"starling.dev/starling/fanout"
 	"starling.dev/starling/internal/testenv"
 )
@@ -70,7 +71,7 @@ func TestPostThroughJetStream(t *testing.T) {
 	if err != nil {
 		t.Fatalf("post not in %s right after 202: %v", fanout.PostsStream, err)
 	}
-	post, err := fanout.DecodePost(msg.Data)
+	post, err := starling.DecodePost(msg.Data)
 	if err != nil || post.ID != id || post.Text != "hello, followers" || msg.Header.Get(jetstream.MsgIDHeader) != id {
 		t.Fatalf("stored %+v (Nats-Msg-Id %q), %v; want id %s", post, msg.Header.Get(jetstream.MsgIDHeader), err, id)
 	}
@@ -143,7 +144,7 @@ func TestDeleteThroughJetStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	retraction, err := fanout.DecodePost(msg.Data)
+	retraction, err := starling.DecodePost(msg.Data)
 	if err != nil || retraction.Retracts != id || retraction.ID == id || msg.Header.Get(jetstream.MsgIDHeader) != retraction.ID {
 		t.Fatalf("last message %+v, %v; want the retraction of %s", retraction, err, id)
 	}

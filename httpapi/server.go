@@ -14,8 +14,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"starling.dev/starling/fanout"
+	"starling.dev/starling"
 )
 
 // Accounts is what the API needs from the store: accounts, posts and
@@ -28,23 +27,23 @@ type Accounts interface {
 
 // Users is the account part of the store.
 type Users interface {
-	// CreateUser stores a new author; fanout.ErrUserExists if taken.
+	// CreateUser stores a new author; starling.ErrUserExists if taken.
 	CreateUser(ctx context.Context, username, displayName, tokenHash string, now time.Time) error
 	// UserByTokenHash returns the owner of a token hash and their display
-	// name; fanout.ErrUnknownToken if the hash is not the account's current
+	// name; starling.ErrUnknownToken if the hash is not the account's current
 	// one (or there is no account).
 	UserByTokenHash(ctx context.Context, tokenHash string) (user, displayName string, err error)
 	// UserExists reports whether an author exists.
 	UserExists(ctx context.Context, username string) (bool, error)
-	// Profile returns an author's public record; fanout.ErrUnknownUser if none.
-	Profile(ctx context.Context, username string) (fanout.Profile, error)
-	// UpdateProfile sets the non-nil fields; fanout.ErrUnknownUser if none.
-	UpdateProfile(ctx context.Context, username string, displayName, bio *string) (fanout.Profile, error)
+	// Profile returns an author's public record; starling.ErrUnknownUser if none.
+	Profile(ctx context.Context, username string) (starling.Profile, error)
+	// UpdateProfile sets the non-nil fields; starling.ErrUnknownUser if none.
+	UpdateProfile(ctx context.Context, username string, displayName, bio *string) (starling.Profile, error)
 	// RotateToken replaces the author's token hash; the old one stops
-	// working before it returns. fanout.ErrUnknownUser if none.
+	// working before it returns. starling.ErrUnknownUser if none.
 	RotateToken(ctx context.Context, username, tokenHash string) error
 	// DeleteUser removes an author, their followers and posts;
-	// fanout.ErrUnknownUser if none.
+	// starling.ErrUnknownUser if none.
 	DeleteUser(ctx context.Context, username string) error
 }
 
@@ -52,22 +51,22 @@ type Users interface {
 type Posts interface {
 	// RecordPost counts a post JetStream has accepted and keeps it in the
 	// author's history; recording it again changes nothing.
-	RecordPost(ctx context.Context, p fanout.Post) error
+	RecordPost(ctx context.Context, p starling.Post) error
 	// ReserveIdempotent stores p under the author's Idempotency-Key, or
 	// returns the post stored there first and true.
-	ReserveIdempotent(ctx context.Context, author, key string, p fanout.Post) (fanout.Post, bool, error)
+	ReserveIdempotent(ctx context.Context, author, key string, p starling.Post) (starling.Post, bool, error)
 	// MarkIdempotentDone records that the key's post is published;
 	// IdempotentDone reports it, so a late retry does not publish again.
 	MarkIdempotentDone(ctx context.Context, author, key string) error
 	IdempotentDone(ctx context.Context, author, key string) (bool, error)
 	// StatusByID returns a post of some author's history, or false.
-	StatusByID(ctx context.Context, id string) (fanout.Post, bool, error)
+	StatusByID(ctx context.Context, id string) (starling.Post, bool, error)
 	// Statuses returns up to n of the author's posts older than before
 	// ("" for the newest), newest first.
-	Statuses(ctx context.Context, username, before string, n int) ([]fanout.Post, error)
+	Statuses(ctx context.Context, username, before string, n int) ([]starling.Post, error)
 	// ReserveRetraction stores p as the retraction of the post id, or
 	// returns the one stored by an earlier attempt and true.
-	ReserveRetraction(ctx context.Context, author, id string, p fanout.Post) (fanout.Post, bool, error)
+	ReserveRetraction(ctx context.Context, author, id string, p starling.Post) (starling.Post, bool, error)
 	// DeletePost removes a post from the author's history.
 	DeletePost(ctx context.Context, author, id string) (bool, error)
 }
@@ -90,7 +89,7 @@ type Followers interface {
 type Publisher interface {
 	// PublishPost returns once the post is durably stored; duplicate is true
 	// when it had been stored before under the same id.
-	PublishPost(ctx context.Context, p fanout.Post) (duplicate bool, err error)
+	PublishPost(ctx context.Context, p starling.Post) (duplicate bool, err error)
 }
 
 // Config configures the API handler.
@@ -147,7 +146,7 @@ func (c Config) Validate() error {
 
 func (c Config) withDefaults() Config {
 	if c.MaxPostChars == 0 {
-		c.MaxPostChars = defaultMaxPostChars
+		c.MaxPostChars = starling.DefaultMaxPostChars
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -7,8 +7,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5/middleware"
-
-	"starling.dev/starling/fanout"
+	"starling.dev/starling"
 )
 
 // recordTimeout bounds RecordPost, which runs even if the client has gone:
@@ -57,11 +56,11 @@ func (s *server) readPostText(w http.ResponseWriter, r *http.Request) (string, *
 	if p := readJSON(w, r, &req); p != nil {
 		return "", p
 	}
-	if err := validateText(string(req.Text), s.cfg.MaxPostChars); err != nil {
+	if err := starling.CheckPostText(string(req.Text), s.cfg.MaxPostChars); err != nil {
 		p := typed(typeInvalidText, "Invalid post text", http.StatusUnprocessableEntity, err.Error())
 		return "", &p
 	}
-	return fanout.NormalizeNewlines(string(req.Text)), nil
+	return starling.NormalizeNewlines(string(req.Text)), nil
 }
 
 // acceptPost makes the post (or finds the one stored under the
@@ -75,7 +74,7 @@ func (s *server) acceptPost(w http.ResponseWriter, r *http.Request, who caller, 
 		return
 	}
 	author := who.user
-	post := fanout.Post{ID: id, Author: author, AuthorName: who.name, Text: text, CreatedAt: now}
+	post := starling.Post{ID: id, Author: author, AuthorName: who.name, Text: text, CreatedAt: now}
 	if key == "" {
 		s.publish(w, r, post)
 		return
@@ -111,23 +110,23 @@ func (s *server) acceptPost(w http.ResponseWriter, r *http.Request, who caller, 
 // reserve stores post under the author's Idempotency-Key, or returns the post
 // stored there by an earlier request. If it returns false it has answered.
 // seen reports a retry.
-func (s *server) reserve(w http.ResponseWriter, r *http.Request, key string, post fanout.Post) (first fanout.Post, seen, ok bool) {
+func (s *server) reserve(w http.ResponseWriter, r *http.Request, key string, post starling.Post) (first starling.Post, seen, ok bool) {
 	first, seen, err := s.acc.ReserveIdempotent(r.Context(), post.Author, key, post)
 	if err != nil {
 		s.fail(w, r, "idempotency reservation", err)
-		return fanout.Post{}, false, false
+		return starling.Post{}, false, false
 	}
 	if first.Text != post.Text {
 		writeProblem(w, typed(typeKeyReused, "Idempotency-Key reused", http.StatusUnprocessableEntity,
 			"Idempotency-Key reused with a different body"))
-		return fanout.Post{}, false, false
+		return starling.Post{}, false, false
 	}
 	return first, seen, true
 }
 
 // publish hands the post to JetStream and answers 202 once it is stored, or
 // 503 if it could not be; it reports whether the post is stored.
-func (s *server) publish(w http.ResponseWriter, r *http.Request, post fanout.Post) bool {
+func (s *server) publish(w http.ResponseWriter, r *http.Request, post starling.Post) bool {
 	duplicate, err := s.publishTimed(r, "post", post)
 	if err != nil {
 		unavailable(w, "the post could not be stored right now; retry it")
@@ -143,13 +142,13 @@ func (s *server) publish(w http.ResponseWriter, r *http.Request, post fanout.Pos
 }
 
 // toStatus is a post as the API shows it.
-func toStatus(p fanout.Post) statusResponse {
+func toStatus(p starling.Post) statusResponse {
 	return statusResponse{ID: p.ID, Author: p.Author, Text: p.Text, CreatedAt: p.CreatedAt.UTC().Format(time.RFC3339Nano)}
 }
 
 // publishTimed publishes a post or retraction and observes how long
 // JetStream took. Failures are logged here.
-func (s *server) publishTimed(r *http.Request, kind string, post fanout.Post) (bool, error) {
+func (s *server) publishTimed(r *http.Request, kind string, post starling.Post) (bool, error) {
 	start := time.Now()
 	duplicate, err := s.pub.PublishPost(r.Context(), post)
 	result := "ok"
@@ -174,7 +173,7 @@ func unavailable(w http.ResponseWriter, detail string) {
 
 // record counts a newly stored post. The post is already in JetStream, so a
 // failure here is logged but does not fail the request.
-func (s *server) record(r *http.Request, post fanout.Post) {
+func (s *server) record(r *http.Request, post starling.Post) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), recordTimeout)
 	defer cancel()
 	if err := s.acc.RecordPost(ctx, post); err != nil {

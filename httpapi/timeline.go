@@ -8,8 +8,7 @@ import (
 	"strconv"
 
 	"github.com/go-chi/chi/v5"
-
-	"starling.dev/starling/fanout"
+	"starling.dev/starling"
 )
 
 // Page sizes of GET /v1/users/{username}/statuses.
@@ -39,20 +38,20 @@ func (s *server) getStatus(w http.ResponseWriter, r *http.Request) {
 
 // findStatus looks the post of the {id} path parameter up. If it returns
 // false it has answered.
-func (s *server) findStatus(w http.ResponseWriter, r *http.Request) (fanout.Post, bool) {
+func (s *server) findStatus(w http.ResponseWriter, r *http.Request) (starling.Post, bool) {
 	id := chi.URLParam(r, "id")
 	if !statusIDRE.MatchString(id) {
 		noStatus(w, id)
-		return fanout.Post{}, false
+		return starling.Post{}, false
 	}
 	post, found, err := s.acc.StatusByID(r.Context(), id)
 	switch {
 	case err != nil:
 		s.fail(w, r, "status lookup", err)
-		return fanout.Post{}, false
+		return starling.Post{}, false
 	case !found:
 		noStatus(w, id)
-		return fanout.Post{}, false
+		return starling.Post{}, false
 	}
 	return post, true
 }
@@ -84,7 +83,7 @@ func (s *server) deleteStatus(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, "retraction id", err)
 		return
 	}
-	retraction := fanout.Post{ID: id, Author: post.Author, Retracts: post.ID, CreatedAt: now}
+	retraction := starling.Post{ID: id, Author: post.Author, Retracts: post.ID, CreatedAt: now}
 	retraction, _, err = s.acc.ReserveRetraction(r.Context(), post.Author, post.ID, retraction)
 	if err != nil {
 		s.fail(w, r, "retraction reservation", err)
@@ -137,7 +136,7 @@ func (s *server) listStatuses(w http.ResponseWriter, r *http.Request) {
 // userMustExist answers 404 unless the {username} exists. If it returns
 // false it has answered.
 func (s *server) userMustExist(w http.ResponseWriter, r *http.Request, username string) bool {
-	if !usernameRE.MatchString(username) {
+	if !starling.ValidUsername(username) {
 		s.noUser(w, username)
 		return false
 	}

@@ -6,8 +6,7 @@ import (
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
-
-	"starling.dev/starling/fanout"
+	"starling.dev/starling"
 )
 
 // createUserRequest is the body of POST /v1/users.
@@ -36,7 +35,7 @@ type profileResponse struct {
 }
 
 // toProfile is an author's record as the API shows it.
-func (s *server) toProfile(p fanout.Profile) profileResponse {
+func (s *server) toProfile(p starling.Profile) profileResponse {
 	return profileResponse{
 		Username: p.Username, DisplayName: p.DisplayName, Bio: p.Bio, JID: s.jid(p.Username),
 		Followers: p.Followers, Posts: p.Posts,
@@ -60,7 +59,7 @@ func (s *server) createUser(w http.ResponseWriter, r *http.Request) {
 	token := newToken()
 	err := s.acc.CreateUser(r.Context(), req.Username, req.DisplayName, hashToken(token), s.cfg.Now().UTC())
 	switch {
-	case errors.Is(err, fanout.ErrUserExists):
+	case errors.Is(err, starling.ErrUserExists):
 		writeProblem(w, typed(typeUserExists, "Username taken", http.StatusConflict,
 			fmt.Sprintf("the username %q is taken", req.Username)))
 	case err != nil:
@@ -76,12 +75,12 @@ func (s *server) createUser(w http.ResponseWriter, r *http.Request) {
 
 // checkNewUser returns the problem with a new user's fields, or nil.
 func checkNewUser(req createUserRequest) *problem {
-	if !usernameRE.MatchString(req.Username) {
+	if !starling.ValidUsername(req.Username) {
 		p := typed(typeInvalidUser, "Invalid username", http.StatusUnprocessableEntity,
-			"username must be 1 to 32 characters of a-z, 0-9 and _ (^[a-z0-9_]{1,32}$)")
+			"username must be "+starling.UsernameRule)
 		return &p
 	}
-	if err := validateDisplayName(req.DisplayName); err != nil {
+	if err := starling.CheckDisplayName(req.DisplayName); err != nil {
 		p := typed(typeInvalidName, "Invalid display name", http.StatusUnprocessableEntity, err.Error())
 		return &p
 	}
@@ -91,14 +90,14 @@ func checkNewUser(req createUserRequest) *problem {
 // getUser handles GET /v1/users/{username}.
 func (s *server) getUser(w http.ResponseWriter, r *http.Request) {
 	username := chi.URLParam(r, "username")
-	if !usernameRE.MatchString(username) {
+	if !starling.ValidUsername(username) {
 		// No such user can exist; do not let the name reach the store's keys.
 		s.noUser(w, username)
 		return
 	}
 	prof, err := s.acc.Profile(r.Context(), username)
 	switch {
-	case errors.Is(err, fanout.ErrUnknownUser):
+	case errors.Is(err, starling.ErrUnknownUser):
 		s.noUser(w, username)
 	case err != nil:
 		s.fail(w, r, "profile", err)

@@ -4,69 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
-	"regexp"
 	"strconv"
 	"strings"
 	"unicode/utf8"
-
-	"starling.dev/starling/fanout"
 )
-
-// defaultMaxPostChars is the longest post when Config.MaxPostChars is zero.
-const defaultMaxPostChars = 500
-
-// maxDisplayNameChars bounds display names, which clients show as a nick.
-const maxDisplayNameChars = 64
-
-// usernameRE is a username; every match is also a valid JID localpart.
-var usernameRE = regexp.MustCompile(`^[a-z0-9_]{1,32}$`)
-
-// validateText reports why text cannot be a post of at most max code points,
-// or nil. Posts travel as XML character data, so every code point must be
-// one XML 1.0 allows; problems name the code point and its 1-based position.
-func validateText(text string, max int) error {
-	n, err := scanXMLText("text", text)
-	if err != nil {
-		return err
-	}
-	if strings.TrimSpace(text) == "" {
-		return fmt.Errorf("text is empty or only whitespace")
-	}
-	if n > max {
-		return fmt.Errorf("text has %d characters; the limit is %d", n, max)
-	}
-	return nil
-}
-
-// scanXMLText counts the code points of the named field s and reports the
-// first one that is not valid UTF-8 or not allowed in XML 1.0.
-func scanXMLText(field, s string) (int, error) {
-	n := 0
-	for i, r := range s {
-		n++
-		if r == utf8.RuneError {
-			if _, size := utf8.DecodeRuneInString(s[i:]); size == 1 {
-				return n, fmt.Errorf("%s is not valid UTF-8: byte 0x%02X at character %d", field, s[i], n)
-			}
-		}
-		if !fanout.IsXMLChar(r) {
-			return n, fmt.Errorf("%s contains %U at character %d, which XML cannot carry", field, r, n)
-		}
-	}
-	return n, nil
-}
-
-// validateDisplayName reports why name cannot be a display name, or nil.
-func validateDisplayName(name string) error {
-	n, err := scanXMLText("display_name", name)
-	if err != nil {
-		return err
-	}
-	if n > maxDisplayNameChars {
-		return fmt.Errorf("display_name has %d characters; the limit is %d", n, maxDisplayNameChars)
-	}
-	return nil
-}
 
 // postText is the "text" member of a post. encoding/json silently turns
 // invalid UTF-8 and unpaired surrogate escapes into U+FFFD; postText refuses

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"starling.dev/starling"
 )
 
 func TestValidateText(t *testing.T) {
@@ -41,7 +43,7 @@ func TestValidateText(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			err := validateText(tc.text, tc.max)
+			err := starling.CheckPostText(tc.text, tc.max)
 			switch {
 			case tc.err == "" && err != nil:
 				t.Fatalf("unexpected error: %v", err)
@@ -100,7 +102,7 @@ func FuzzPostText(f *testing.F) {
 		if !utf8.ValidString(string(text)) {
 			t.Fatalf("decoded invalid UTF-8 %q from %q", text, data)
 		}
-		err := validateText(string(text), 500)
+		err := starling.CheckPostText(string(text), 500)
 		if err == nil && utf8.RuneCountInString(string(text)) > 500 {
 			t.Fatalf("accepted %d code points", utf8.RuneCountInString(string(text)))
 		}

@@ -9,19 +9,18 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"starling.dev/starling/fanout"
+	"starling.dev/starling"
 )
 
 // CreateUser stores a new author with the hash of their token. It returns
-// fanout.ErrUserExists when the username is taken.
+// starling.ErrUserExists when the username is taken.
 func (s *RedisStore) CreateUser(ctx context.Context, username, displayName, tokenHash string, now time.Time) error {
 	created, err := s.rdb.HSetNX(ctx, s.userKey(username), "created_at", now.UTC().Format(time.RFC3339Nano)).Result()
 	if err != nil {
 		return fmt.Errorf("subscribers: create user %q: %w", username, err)
 	}
 	if !created {
-		return fanout.ErrUserExists
+		return starling.ErrUserExists
 	}
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, s.userKey(username), "display_name", displayName, "token_hash", tokenHash, "posts", 0)
@@ -35,7 +34,7 @@ func (s *RedisStore) CreateUser(ctx context.Context, username, displayName, toke
 }
 
 // UserByTokenHash returns the username owning a token hash and that
-// author's display name, or fanout.ErrUnknownToken. The token key is checked
+// author's display name, or starling.ErrUnknownToken. The token key is checked
 // against the hash in the account, so a token whose rotation or deletion was
 // cut short by a crash (t: written or not yet deleted) never authenticates,
 // nor does the token of an account deleted meanwhile. Two round trips: the
@@ -44,7 +43,7 @@ func (s *RedisStore) CreateUser(ctx context.Context, username, displayName, toke
 func (s *RedisStore) UserByTokenHash(ctx context.Context, tokenHash string) (user, displayName string, err error) {
 	user, err = s.rdb.Get(ctx, s.tokenKey(tokenHash)).Result()
 	if errors.Is(err, redis.Nil) {
-		return "", "", fanout.ErrUnknownToken
+		return "", "", starling.ErrUnknownToken
 	}
 	if err != nil {
 		return "", "", fmt.Errorf("subscribers: token lookup: %w", err)
@@ -54,7 +53,7 @@ func (s *RedisStore) UserByTokenHash(ctx context.Context, tokenHash string) (use
 		return "", "", fmt.Errorf("subscribers: token lookup: %w", err)
 	}
 	if current, ok := fields[0].(string); !ok || current != tokenHash {
-		return "", "", fanout.ErrUnknownToken
+		return "", "", starling.ErrUnknownToken
 	}
 	displayName, _ = fields[1].(string)
 	return user, displayName, nil
@@ -70,8 +69,8 @@ func (s *RedisStore) UserExists(ctx context.Context, username string) (bool, err
 }
 
 // Profile returns an author's profile with follower and post counts, or
-// fanout.ErrUnknownUser.
-func (s *RedisStore) Profile(ctx context.Context, username string) (fanout.Profile, error) {
+// starling.ErrUnknownUser.
+func (s *RedisStore) Profile(ctx context.Context, username string) (starling.Profile, error) {
 	var fields *redis.MapStringStringCmd
 	var followers *redis.IntCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -80,15 +79,15 @@ func (s *RedisStore) Profile(ctx context.Context, username string) (fanout.Profi
 		return nil
 	})
 	if err != nil {
-		return fanout.Profile{}, fmt.Errorf("subscribers: profile %q: %w", username, err)
+		return starling.Profile{}, fmt.Errorf("subscribers: profile %q: %w", username, err)
 	}
 	f := fields.Val()
 	if len(f) == 0 {
-		return fanout.Profile{}, fanout.ErrUnknownUser
+		return starling.Profile{}, starling.ErrUnknownUser
 	}
 	created, _ := time.Parse(time.RFC3339Nano, f["created_at"])
 	posts, _ := strconv.ParseInt(f["posts"], 10, 64)
-	return fanout.Profile{
+	return starling.Profile{
 		Username:    username,
 		DisplayName: f["display_name"],
 		Bio:         f["bio"],
@@ -106,8 +105,8 @@ return 1`)
 
 // UpdateProfile changes an author's display name and bio; a nil pointer leaves
 // the field as it is. It returns the profile after the change, or
-// fanout.ErrUnknownUser.
-func (s *RedisStore) UpdateProfile(ctx context.Context, username string, displayName, bio *string) (fanout.Profile, error) {
+// starling.ErrUnknownUser.
+func (s *RedisStore) UpdateProfile(ctx context.Context, username string, displayName, bio *string) (starling.Profile, error) {
 	var args []any
 	if displayName != nil {
 		args = append(args, "display_name", *displayName)
@@ -118,10 +117,10 @@ func (s *RedisStore) UpdateProfile(ctx context.Context, username string, display
 	if len(args) > 0 {
 		ok, err := updateProfile.Run(ctx, s.rdb, []string{s.userKey(username)}, args...).Int()
 		if err != nil {
-			return fanout.Profile{}, fmt.Errorf("subscribers: update profile %q: %w", username, err)
+			return starling.Profile{}, fmt.Errorf("subscribers: update profile %q: %w", username, err)
 		}
 		if ok == 0 {
-			return fanout.Profile{}, fanout.ErrUnknownUser
+			return starling.Profile{}, starling.ErrUnknownUser
 		}
 	}
 	return s.Profile(ctx, username)
@@ -136,7 +135,7 @@ redis.call('HSET', KEYS[1], 'token_hash', ARGV[1])
 return old or ''`)
 
 // RotateToken makes tokenHash the author's only token: the previous one stops
-// authenticating before RotateToken returns. It returns fanout.ErrUnknownUser
+// authenticating before RotateToken returns. It returns starling.ErrUnknownUser
 // if there is no such author. The token key of the new hash is written first
 // and the old one deleted last, and UserByTokenHash checks both against the
 // account, so a crash midway leaves exactly one working token.
@@ -147,7 +146,7 @@ func (s *RedisStore) RotateToken(ctx context.Context, username, tokenHash string
 	old, err := swapToken.Run(ctx, s.rdb, []string{s.userKey(username)}, tokenHash).Text()
 	if errors.Is(err, redis.Nil) {
 		_ = s.rdb.Del(ctx, s.tokenKey(tokenHash)).Err()
-		return fanout.ErrUnknownUser
+		return starling.ErrUnknownUser
 	}
 	if err != nil {
 		return fmt.Errorf("subscribers: rotate token of %q: %w", username, err)
@@ -164,7 +163,7 @@ func (s *RedisStore) RotateToken(ctx context.Context, username, tokenHash string
 // Idempotency-Key. If the key was seen before, it returns the post stored then
 // and true; the caller publishes that one instead, so a retry can only ever
 // repeat the first post (JetStream deduplicates it by id).
-func (s *RedisStore) ReserveIdempotent(ctx context.Context, author, key string, p fanout.Post) (fanout.Post, bool, error) {
+func (s *RedisStore) ReserveIdempotent(ctx context.Context, author, key string, p starling.Post) (starling.Post, bool, error) {
 	return s.reserve(ctx, s.idemKey(author, key), p)
 }
 
@@ -190,29 +189,29 @@ func (s *RedisStore) IdempotentDone(ctx context.Context, author, key string) (bo
 // ReserveRetraction remembers p as the retraction of the author's post id,
 // or returns the retraction reserved by an earlier attempt and true, so that
 // retried deletions publish one retraction (deduplicated by its id).
-func (s *RedisStore) ReserveRetraction(ctx context.Context, author, id string, p fanout.Post) (fanout.Post, bool, error) {
+func (s *RedisStore) ReserveRetraction(ctx context.Context, author, id string, p starling.Post) (starling.Post, bool, error) {
 	return s.reserve(ctx, s.retractionKey(author, id), p)
 }
 
-func (s *RedisStore) reserve(ctx context.Context, k string, p fanout.Post) (fanout.Post, bool, error) {
+func (s *RedisStore) reserve(ctx context.Context, k string, p starling.Post) (starling.Post, bool, error) {
 	data, err := json.Marshal(p)
 	if err != nil {
-		return fanout.Post{}, false, fmt.Errorf("subscribers: idempotency: %w", err)
+		return starling.Post{}, false, fmt.Errorf("subscribers: idempotency: %w", err)
 	}
 	ok, err := s.rdb.SetNX(ctx, k, data, s.cfg.IdempotencyTTL).Result()
 	if err != nil {
-		return fanout.Post{}, false, fmt.Errorf("subscribers: idempotency: %w", err)
+		return starling.Post{}, false, fmt.Errorf("subscribers: idempotency: %w", err)
 	}
 	if ok {
 		return p, false, nil
 	}
 	old, err := s.rdb.Get(ctx, k).Bytes()
 	if err != nil {
-		return fanout.Post{}, false, fmt.Errorf("subscribers: idempotency: %w", err)
+		return starling.Post{}, false, fmt.Errorf("subscribers: idempotency: %w", err)
 	}
-	var first fanout.Post
+	var first starling.Post
 	if err := json.Unmarshal(old, &first); err != nil {
-		return fanout.Post{}, false, fmt.Errorf("subscribers: idempotency: %w", err)
+		return starling.Post{}, false, fmt.Errorf("subscribers: idempotency: %w", err)
 	}
 	return first, true, nil
 }

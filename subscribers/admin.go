@@ -6,8 +6,7 @@ import (
 	"fmt"
 
 	"github.com/redis/go-redis/v9"
-
-	"starling.dev/starling/fanout"
+	"starling.dev/starling"
 )
 
 // deletePage is how many followers or posts DeleteUser handles per round
@@ -16,7 +15,7 @@ const deletePage = 1000
 
 // DeleteUser removes an author and everything that hangs on them: the token,
 // the followers (and the author from each follower's g:<jid>), the posts and
-// their a:<id> index. It returns fanout.ErrUnknownUser if there is no such
+// their a:<id> index. It returns starling.ErrUnknownUser if there is no such
 // author. The account key goes last, so a deletion cut short is finished by
 // calling DeleteUser again; the token goes first, so the author cannot post
 // meanwhile. Idempotency and retraction records are left to expire (24 h).
@@ -28,7 +27,7 @@ func (s *RedisStore) DeleteUser(ctx context.Context, username string) error {
 			return err
 		}
 		if !ok {
-			return fanout.ErrUnknownUser
+			return starling.ErrUnknownUser
 		}
 	} else if err != nil {
 		return fmt.Errorf("subscribers: delete user %q: %w", username, err)

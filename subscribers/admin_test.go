@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"starling.dev/starling/fanout"
+	"starling.dev/starling"
 	"starling.dev/starling/internal/testenv"
 )
 
@@ -32,16 +32,16 @@ func TestDeleteUser(t *testing.T) {
 		}
 	}
 	s.Follow(ctx, "carol", jids[0])
-	if err := s.RecordPost(ctx, fanout.Post{ID: "01A", Author: "alice", Text: "hi"}); err != nil {
+	if err := s.RecordPost(ctx, starling.Post{ID: "01A", Author: "alice", Text: "hi"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.DeleteUser(ctx, "alice"); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DeleteUser(ctx, "alice"); !errors.Is(err, fanout.ErrUnknownUser) {
+	if err := s.DeleteUser(ctx, "alice"); !errors.Is(err, starling.ErrUnknownUser) {
 		t.Fatalf("second delete: %v", err)
 	}
-	if _, _, err := s.UserByTokenHash(ctx, "hash-alice"); !errors.Is(err, fanout.ErrUnknownToken) {
+	if _, _, err := s.UserByTokenHash(ctx, "hash-alice"); !errors.Is(err, starling.ErrUnknownToken) {
 		t.Fatalf("token of a deleted user: %v", err)
 	}
 	if f, _ := s.Following(ctx, jids[0]); !slices.Equal(f, []string{"carol"}) {

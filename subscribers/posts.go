@@ -7,8 +7,7 @@ import (
 	"fmt"
 
 	"github.com/redis/go-redis/v9"
-
-	"starling.dev/starling/fanout"
+	"starling.dev/starling"
 )
 
 // Posts are kept per author in two keys of the author's hash slot: p:{alice}
@@ -52,7 +51,7 @@ return old`)
 // written before the post enters the history: a post visible in the history
 // always has its index. A second round trip deletes the index of posts the
 // script trimmed, only when it trimmed some.
-func (s *RedisStore) RecordPost(ctx context.Context, p fanout.Post) error {
+func (s *RedisStore) RecordPost(ctx context.Context, p starling.Post) error {
 	data, err := json.Marshal(p)
 	if err != nil {
 		return fmt.Errorf("subscribers: record post: %w", err)
@@ -109,13 +108,13 @@ if #ids == 0 then return {} end
 return redis.call('HMGET', KEYS[2], unpack(ids))`)
 
 // RecentPosts returns up to n of an author's latest posts, newest first.
-func (s *RedisStore) RecentPosts(ctx context.Context, username string, n int) ([]fanout.Post, error) {
+func (s *RedisStore) RecentPosts(ctx context.Context, username string, n int) ([]starling.Post, error) {
 	return s.Statuses(ctx, username, "", n)
 }
 
 // Statuses returns up to n of an author's posts older than the post id
 // before ("" for the newest), newest first.
-func (s *RedisStore) Statuses(ctx context.Context, username, before string, n int) ([]fanout.Post, error) {
+func (s *RedisStore) Statuses(ctx context.Context, username, before string, n int) ([]starling.Post, error) {
 	if n <= 0 {
 		return nil, nil
 	}
@@ -128,13 +127,13 @@ func (s *RedisStore) Statuses(ctx context.Context, username, before string, n in
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("subscribers: posts of %q: %w", username, err)
 	}
-	posts := make([]fanout.Post, 0, len(raw))
+	posts := make([]starling.Post, 0, len(raw))
 	for _, r := range raw {
 		data, ok := r.(string)
 		if !ok {
 			continue // deleted between the two reads of another client's script; cannot happen inside one
 		}
-		var p fanout.Post
+		var p starling.Post
 		if err := json.Unmarshal([]byte(data), &p); err != nil {
 			return nil, fmt.Errorf("subscribers: posts of %q: %w", username, err)
 		}
@@ -145,24 +144,24 @@ func (s *RedisStore) Statuses(ctx context.Context, username, before string, n in
 
 // StatusByID returns a post still in its author's history and true, or false
 // when there is none with that id.
-func (s *RedisStore) StatusByID(ctx context.Context, id string) (fanout.Post, bool, error) {
+func (s *RedisStore) StatusByID(ctx context.Context, id string) (starling.Post, bool, error) {
 	author, err := s.rdb.Get(ctx, s.statusKey(id)).Result()
 	if errors.Is(err, redis.Nil) {
-		return fanout.Post{}, false, nil
+		return starling.Post{}, false, nil
 	}
 	if err != nil {
-		return fanout.Post{}, false, fmt.Errorf("subscribers: status %s: %w", id, err)
+		return starling.Post{}, false, fmt.Errorf("subscribers: status %s: %w", id, err)
 	}
 	data, err := s.rdb.HGet(ctx, s.postsKey(author), id).Bytes()
 	if errors.Is(err, redis.Nil) {
-		return fanout.Post{}, false, nil
+		return starling.Post{}, false, nil
 	}
 	if err != nil {
-		return fanout.Post{}, false, fmt.Errorf("subscribers: status %s: %w", id, err)
+		return starling.Post{}, false, fmt.Errorf("subscribers: status %s: %w", id, err)
 	}
-	var p fanout.Post
+	var p starling.Post
 	if err := json.Unmarshal(data, &p); err != nil {
-		return fanout.Post{}, false, fmt.Errorf("subscribers: status %s: %w", id, err)
+		return starling.Post{}, false, fmt.Errorf("subscribers: status %s: %w", id, err)
 	}
 	return p, true, nil
 }

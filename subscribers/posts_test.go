@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"starling.dev/starling/fanout"
+	"starling.dev/starling"
 	"starling.dev/starling/internal/testenv"
 )
 
@@ -23,15 +23,15 @@ func TestPostHistory(t *testing.T) {
 	ids := make([]string, 8)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("01J%023d", i)
-		if err := s.RecordPost(ctx, fanout.Post{ID: ids[i], Author: "alice", Text: fmt.Sprint("post ", i)}); err != nil {
+		if err := s.RecordPost(ctx, starling.Post{ID: ids[i], Author: "alice", Text: fmt.Sprint("post ", i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Recording again (a retry) neither duplicates nor counts twice.
-	if err := s.RecordPost(ctx, fanout.Post{ID: ids[7], Author: "alice", Text: "post 7"}); err != nil {
+	if err := s.RecordPost(ctx, starling.Post{ID: ids[7], Author: "alice", Text: "post 7"}); err != nil {
 		t.Fatal(err)
 	}
-	wantIDs := func(got []fanout.Post, want ...string) {
+	wantIDs := func(got []starling.Post, want ...string) {
 		t.Helper()
 		if len(got) != len(want) {
 			t.Fatalf("got %d posts, want %v", len(got), want)
@@ -80,7 +80,7 @@ func TestPostHistory(t *testing.T) {
 		t.Fatalf("posts of nobody: %v", got)
 	}
 	// A post of an author deleted meanwhile is not recorded.
-	if err := s.RecordPost(ctx, fanout.Post{ID: "01K", Author: "ghost"}); err != nil {
+	if err := s.RecordPost(ctx, starling.Post{ID: "01K", Author: "ghost"}); err != nil {
 		t.Fatal(err)
 	}
 	if ok, _ := s.UserExists(ctx, "ghost"); ok {
@@ -100,29 +100,29 @@ func TestAccountChanges(t *testing.T) {
 	if err != nil || prof.Bio != "hello" || prof.DisplayName != "Alice" {
 		t.Fatalf("UpdateProfile = %+v %v", prof, err)
 	}
-	if _, err := s.UpdateProfile(ctx, "bob", &bio, nil); err != fanout.ErrUnknownUser {
+	if _, err := s.UpdateProfile(ctx, "bob", &bio, nil); err != starling.ErrUnknownUser {
 		t.Fatalf("UpdateProfile of nobody: %v", err)
 	}
 	if err := s.RotateToken(ctx, "alice", "h2"); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.UserByTokenHash(ctx, "h1"); err != fanout.ErrUnknownToken {
+	if _, _, err := s.UserByTokenHash(ctx, "h1"); err != starling.ErrUnknownToken {
 		t.Fatalf("old token: %v", err)
 	}
 	if u, name, err := s.UserByTokenHash(ctx, "h2"); u != "alice" || name != "Alice" || err != nil {
 		t.Fatalf("new token: %q %q %v", u, name, err)
 	}
-	if err := s.RotateToken(ctx, "bob", "h3"); err != fanout.ErrUnknownUser {
+	if err := s.RotateToken(ctx, "bob", "h3"); err != starling.ErrUnknownUser {
 		t.Fatalf("rotate for nobody: %v", err)
 	}
-	if _, _, err := s.UserByTokenHash(ctx, "h3"); err != fanout.ErrUnknownToken {
+	if _, _, err := s.UserByTokenHash(ctx, "h3"); err != starling.ErrUnknownToken {
 		t.Fatalf("token of nobody: %v", err)
 	}
 	// A t: key the account does not name (a crash between the writes) is no token.
 	if err := s.rdb.Set(ctx, s.tokenKey("h1"), "alice", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.UserByTokenHash(ctx, "h1"); err != fanout.ErrUnknownToken {
+	if _, _, err := s.UserByTokenHash(ctx, "h1"); err != starling.ErrUnknownToken {
 		t.Fatalf("stale token key: %v", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"starling.dev/starling"
 	"starling.dev/starling/fanout"
 	"starling.dev/starling/internal/testenv"
 )
@@ -31,20 +32,20 @@ func TestRedisStore(t *testing.T) {
 		if err := s.CreateUser(ctx, "alice", "Alice", "hash1", now); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.CreateUser(ctx, "alice", "Other", "hash2", now); !errors.Is(err, fanout.ErrUserExists) {
+		if err := s.CreateUser(ctx, "alice", "Other", "hash2", now); !errors.Is(err, starling.ErrUserExists) {
 			t.Fatalf("second create: %v", err)
 		}
 		if u, name, err := s.UserByTokenHash(ctx, "hash1"); err != nil || u != "alice" || name != "Alice" {
 			t.Fatalf("token lookup: %q %q %v", u, name, err)
 		}
-		if _, _, err := s.UserByTokenHash(ctx, "hash2"); !errors.Is(err, fanout.ErrUnknownToken) {
+		if _, _, err := s.UserByTokenHash(ctx, "hash2"); !errors.Is(err, starling.ErrUnknownToken) {
 			t.Fatalf("unknown token: %v", err)
 		}
-		if _, err := s.Profile(ctx, "bob"); !errors.Is(err, fanout.ErrUnknownUser) {
+		if _, err := s.Profile(ctx, "bob"); !errors.Is(err, starling.ErrUnknownUser) {
 			t.Fatalf("unknown profile: %v", err)
 		}
 		for i := range 25 {
-			if err := s.RecordPost(ctx, fanout.Post{ID: fmt.Sprintf("%02d", i), Author: "alice", Text: "t"}); err != nil {
+			if err := s.RecordPost(ctx, starling.Post{ID: fmt.Sprintf("%02d", i), Author: "alice", Text: "t"}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -60,12 +61,12 @@ func TestRedisStore(t *testing.T) {
 
 	t.Run("idempotency", func(t *testing.T) {
 		s := newStore(t, r)
-		first := fanout.Post{ID: "A", Author: "alice", Text: "one"}
+		first := starling.Post{ID: "A", Author: "alice", Text: "one"}
 		got, seen, err := s.ReserveIdempotent(ctx, "alice", "k1", first)
 		if err != nil || seen || got != first {
 			t.Fatalf("first: %+v %v %v", got, seen, err)
 		}
-		got, seen, err = s.ReserveIdempotent(ctx, "alice", "k1", fanout.Post{ID: "B", Author: "alice", Text: "two"})
+		got, seen, err = s.ReserveIdempotent(ctx, "alice", "k1", starling.Post{ID: "B", Author: "alice", Text: "two"})
 		if err != nil || !seen || got.ID != "A" || got.Text != "one" {
 			t.Fatalf("retry: %+v %v %v", got, seen, err)
 		}

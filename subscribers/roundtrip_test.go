@@ -11,7 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"starling.dev/starling/fanout"
+	"starling.dev/starling"
 	"starling.dev/starling/internal/testenv"
 )
 
@@ -67,7 +67,7 @@ func TestPostPathRoundTrips(t *testing.T) {
 		t.Fatalf("UserByTokenHash = %q %q", user, name)
 	}
 	record := func(id string) func() error {
-		return func() error { return s.RecordPost(ctx, fanout.Post{ID: id, Author: "alice", Text: "t"}) }
+		return func() error { return s.RecordPost(ctx, starling.Post{ID: id, Author: "alice", Text: "t"}) }
 	}
 	// The first EVALSHA may meet an empty script cache and fall back to EVAL.
 	h.count(t, record("01"))
@@ -101,7 +101,7 @@ func TestRecordPostAfterScriptFlush(t *testing.T) {
 			t.Fatal(err)
 		}
 		id := fmt.Sprintf("0%d", i)
-		if err := s.RecordPost(ctx, fanout.Post{ID: id, Author: "alice", Text: "t"}); err != nil {
+		if err := s.RecordPost(ctx, starling.Post{ID: id, Author: "alice", Text: "t"}); err != nil {
 			t.Fatalf("RecordPost after SCRIPT FLUSH: %v", err)
 		}
 		if _, ok, err := s.StatusByID(ctx, id); !ok || err != nil {
@@ -125,7 +125,7 @@ func TestTokenOfDeletedAccount(t *testing.T) {
 	if err := s.rdb.Del(ctx, s.userKey("alice")).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.UserByTokenHash(ctx, "h1"); !errors.Is(err, fanout.ErrUnknownToken) {
+	if _, _, err := s.UserByTokenHash(ctx, "h1"); !errors.Is(err, starling.ErrUnknownToken) {
 		t.Fatalf("token of a deleted account: %v", err)
 	}
 }
@@ -145,7 +145,7 @@ func TestTokenLookupRedisDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.UserByTokenHash(context.Background(), "h1"); err == nil || errors.Is(err, fanout.ErrUnknownToken) {
+	if _, _, err := s.UserByTokenHash(context.Background(), "h1"); err == nil || errors.Is(err, starling.ErrUnknownToken) {
 		t.Fatalf("UserByTokenHash with Redis down: %v", err)
 	}
 }

@@ -3,6 +3,8 @@ package xmpp
 import (
 	"strings"
 	"unicode"
+
+	"starling.dev/starling"
 )
 
 // Verb is a canonical IM command name.
@@ -74,22 +76,8 @@ func ParseUser(arg, domain string) (user string, ok bool, reason string) {
 		s = local
 	}
 	s = strings.ToLower(s)
-	if !ValidUsername(s) {
+	if !starling.ValidUsername(s) {
 		return "", false, "“" + arg + "” is not a username here (letters, digits and _, up to 32)."
 	}
 	return s, true, ""
-}
-
-// ValidUsername reports whether s matches ^[a-z0-9_]{1,32}$.
-func ValidUsername(s string) bool {
-	if len(s) == 0 || len(s) > 32 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
-			return false
-		}
-	}
-	return true
 }

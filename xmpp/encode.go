@@ -5,7 +5,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"starling.dev/starling/fanout"
+	"starling.dev/starling"
 )
 
 // nsSID is XEP-0359 (unique and stable stanza ids).
@@ -34,7 +34,7 @@ const atomTitleChars = 80
 // is the plain text, origin-id the post id, and an Atom entry describes the
 // post for richer clients and bots. A post that retracts another renders as
 // an XEP-0424 retraction instead.
-func NewDelivery(domain string, p fanout.Post) *Delivery {
+func NewDelivery(domain string, p starling.Post) *Delivery {
 	author := p.Author + "@" + domain
 	var head, tail []byte
 	head = append(head, `<message type="chat" from="`...)
@@ -60,11 +60,8 @@ func NewDelivery(domain string, p fanout.Post) *Delivery {
 
 // appendAtom appends the post as an Atom entry (RFC 4287), as identi.ca's
 // bot did.
-func appendAtom(b []byte, domain, author string, p fanout.Post) []byte {
-	name := p.AuthorName
-	if name == "" {
-		name = p.Author
-	}
+func appendAtom(b []byte, domain, author string, p starling.Post) []byte {
+	name := p.AuthorDisplayName()
 	published := p.CreatedAt.UTC().Format(time.RFC3339Nano)
 	b = append(b, `<entry xmlns="`+nsAtom+`"><id>tag:`...)
 	b = appendText(b, domain)
@@ -91,7 +88,7 @@ func appendAtom(b []byte, domain, author string, p fanout.Post) []byte {
 // refers to (by the origin-id its delivery carried), with a fallback body
 // for clients that do not support retraction, and a hint to store it so
 // that offline archives learn of it too.
-func appendRetraction(b []byte, p fanout.Post) []byte {
+func appendRetraction(b []byte, p starling.Post) []byte {
 	b = append(b, `<retract xmlns="`+nsRetract+`" id="`...)
 	b = appendAttr(b, p.Retracts)
 	b = append(b, `"/><fallback xmlns="`+nsFallback+`" for="`+nsRetract+`"/><body>`...)
@@ -180,34 +177,11 @@ func appendEscaped(dst []byte, s string, attr bool) []byte {
 			}
 			continue
 		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if (r != utf8.RuneError || size > 1) && fanout.IsXMLChar(r) {
+		_, size, ok := starling.XMLRuneAt(s, i)
+		if ok {
 			dst = append(dst, s[i:i+size]...)
 		}
 		i += size
 	}
 	return dst
-}
-
-// SanitizeText returns s as a delivery will carry it: without the characters
-// XML 1.0 cannot carry and without invalid UTF-8.
-func SanitizeText(s string) string {
-	for _, r := range s {
-		if r == utf8.RuneError || !fanout.IsXMLChar(r) {
-			return string(cleanRunes(s))
-		}
-	}
-	return s
-}
-
-func cleanRunes(s string) []byte {
-	out := make([]byte, 0, len(s))
-	for i := 0; i < len(s); {
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if (r != utf8.RuneError || size > 1) && fanout.IsXMLChar(r) {
-			out = append(out, s[i:i+size]...)
-		}
-		i += size
-	}
-	return out
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"starling.dev/starling"
 	"starling.dev/starling/fanout"
 )
 
@@ -40,7 +41,7 @@ func decodeOne(t testing.TB, b []byte) decoded {
 }
 
 func TestDeliveryShape(t *testing.T) {
-	p := fanout.Post{ID: "01JABCDEF", Author: "alice", Text: "a < b & c > d \"q\" 'a'", CreatedAt: time.Now()}
+	p := starling.Post{ID: "01JABCDEF", Author: "alice", Text: "a < b & c > d \"q\" 'a'", CreatedAt: time.Now()}
 	b := NewDelivery("microblog.example.org", p).AppendTo(nil, "bob@example.org")
 	m := decodeOne(t, b)
 	want := decoded{Type: "chat", From: "alice@microblog.example.org", To: "bob@example.org", ID: "01JABCDEF", Body: p.Text}
@@ -65,19 +66,19 @@ func TestTextEscaping(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.in, func(t *testing.T) {
-			m := decodeOne(t, NewDelivery("d.example", fanout.Post{ID: "x", Author: "a", Text: c.in}).AppendTo(nil, "b@e"))
+			m := decodeOne(t, NewDelivery("d.example", starling.Post{ID: "x", Author: "a", Text: c.in}).AppendTo(nil, "b@e"))
 			if m.Body != c.body {
 				t.Fatalf("body %q, want %q", m.Body, c.body)
 			}
-			if SanitizeText(c.in) != c.body {
-				t.Fatalf("SanitizeText %q, want %q", SanitizeText(c.in), c.body)
+			if starling.CleanXMLText(c.in) != c.body {
+				t.Fatalf("SanitizeText %q, want %q", starling.CleanXMLText(c.in), c.body)
 			}
 		})
 	}
 }
 
 func TestWriteToMatchesAppendTo(t *testing.T) {
-	d := NewDelivery("d.example", fanout.Post{ID: "x", Author: "a", Text: "t"})
+	d := NewDelivery("d.example", starling.Post{ID: "x", Author: "a", Text: "t"})
 	for _, to := range []string{"bob@example.org", `o'neil"&<>@example.org`, "ünïcode@example.org"} {
 		var buf bytes.Buffer
 		w := bufio.NewWriter(&buf)
@@ -103,15 +104,15 @@ func FuzzDelivery(f *testing.F) {
 		f.Add(s, "bob@example.org")
 	}
 	f.Fuzz(func(t *testing.T, text, to string) {
-		d := NewDelivery("microblog.example.org", fanout.Post{ID: "01J", Author: "alice", Text: text})
+		d := NewDelivery("microblog.example.org", starling.Post{ID: "01J", Author: "alice", Text: text})
 		m := decodeOne(t, d.AppendTo(nil, to))
-		if want := SanitizeText(text); m.Body != want {
+		if want := starling.CleanXMLText(text); m.Body != want {
 			t.Fatalf("body %q, want %q", m.Body, want)
 		}
-		if want := SanitizeText(to); m.To != want {
+		if want := starling.CleanXMLText(to); m.To != want {
 			t.Fatalf("to %q, want %q", m.To, want)
 		}
-		if utf8.ValidString(text) && !strings.ContainsFunc(text, func(r rune) bool { return !fanout.IsXMLChar(r) }) && SanitizeText(text) != text {
+		if utf8.ValidString(text) && !strings.ContainsFunc(text, func(r rune) bool { return !starling.IsXMLChar(r) }) && starling.CleanXMLText(text) != text {
 			t.Fatalf("valid text %q was changed", text)
 		}
 	})
@@ -121,7 +122,7 @@ func FuzzDelivery(f *testing.F) {
 // stage receives it from JetStream, and writes every stanza through a
 // buffered writer, as DeliverBatch does: 0 allocations per recipient.
 func BenchmarkEncodeDelivery(b *testing.B) {
-	post := fanout.Post{ID: "01JD4Z8J3E3Q8Y7N5W2XK9V6TB", Author: "alice", AuthorName: "Alice", Text: strings.Repeat("a post of moderate length ", 6), CreatedAt: time.Now()}
+	post := starling.Post{ID: "01JD4Z8J3E3Q8Y7N5W2XK9V6TB", Author: "alice", AuthorName: "Alice", Text: strings.Repeat("a post of moderate length ", 6), CreatedAt: time.Now()}
 	to := make([]string, fanout.BatchSize)
 	for i := range to {
 		to[i] = "follower" + strings.Repeat("x", i%7) + "@example.org"
@@ -150,7 +151,7 @@ func BenchmarkEncodeDelivery(b *testing.B) {
 
 func TestDeliveryAtomEntry(t *testing.T) {
 	created := time.Date(2026, 11, 26, 7, 8, 9, 0, time.UTC)
-	p := fanout.Post{ID: "01JATOM", Author: "alice", AuthorName: "Alice <A&B>", Text: strings.Repeat("ab ", 40) + "& end", CreatedAt: created}
+	p := starling.Post{ID: "01JATOM", Author: "alice", AuthorName: "Alice <A&B>", Text: strings.Repeat("ab ", 40) + "& end", CreatedAt: created}
 	b := NewDelivery("mb.example", p).AppendTo(nil, "bob@example.org")
 	var m struct {
 		Body  string `xml:"body"`
@@ -187,7 +188,7 @@ func TestDeliveryAtomEntry(t *testing.T) {
 }
 
 func TestDeliveryRetraction(t *testing.T) {
-	p := fanout.Post{ID: "01JRETRACT", Author: "alice", Retracts: "01JGONE"}
+	p := starling.Post{ID: "01JRETRACT", Author: "alice", Retracts: "01JGONE"}
 	b := NewDelivery("mb.example", p).AppendTo(nil, "bob@example.org")
 	var m struct {
 		ID      string `xml:"id,attr"`

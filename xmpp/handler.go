@@ -9,6 +9,7 @@ import (
 	"mellium.im/xmpp"
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stanza"
+	"starling.dev/starling"
 )
 
 // commandTimeout bounds the store calls of one IM command; the handler runs
@@ -95,7 +96,7 @@ func (c *Component) handleMessage(t xmlstream.TokenReadEncoder, start *xml.Start
 // the command was sent to.
 func (c *Component) reply(t xmlstream.TokenReadEncoder, to, from jid.JID, text string) error {
 	msg := stanza.Message{To: to, From: from, Type: stanza.ChatMessage}
-	body := xmlstream.Wrap(xmlstream.Token(xml.CharData(SanitizeText(text))), xml.StartElement{Name: xml.Name{Local: "body"}})
+	body := xmlstream.Wrap(xmlstream.Token(xml.CharData(starling.CleanXMLText(text))), xml.StartElement{Name: xml.Name{Local: "body"}})
 	_, err := xmlstream.Copy(t, msg.Wrap(body))
 	return err
 }

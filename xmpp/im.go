@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"starling.dev/starling/fanout"
+	"starling.dev/starling"
 )
 
 // IM answers IM commands. Every call of Reply yields exactly one reply text.
@@ -81,7 +81,7 @@ func (im *IM) Answer(ctx context.Context, from, author, body string) Answer {
 
 // failure is the reply to a command that failed.
 func (im *IM) failure(verb Verb, target string, err error) string {
-	if errors.Is(err, fanout.ErrUnknownUser) {
+	if errors.Is(err, starling.ErrUnknownUser) {
 		return fmt.Sprintf("There is no user %q on %s. Check the spelling, or send “help”.", target, im.domain)
 	}
 	im.log.Error("im command failed", "verb", verb, "err", err)
@@ -260,11 +260,11 @@ func usage(v Verb) string {
 	}
 }
 
-func name(p fanout.Profile) string {
-	if p.DisplayName == "" || p.DisplayName == p.Username {
-		return p.Username
+func name(p starling.Profile) string {
+	if n := p.Name(); n != p.Username {
+		return n + " (" + p.Username + ")"
 	}
-	return p.DisplayName + " (" + p.Username + ")"
+	return p.Username
 }
 
 func age(d time.Duration) string {

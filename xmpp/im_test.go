@@ -11,27 +11,27 @@ import (
 	"testing"
 	"time"
 
-	"starling.dev/starling/fanout"
+	"starling.dev/starling"
 )
 
 // fakeGraph is a small in-memory Follows and Authors for the interpreter's
 // pure logic; the Redis store has its own tests against a real server.
 type fakeGraph struct {
-	users   map[string]fanout.Profile
+	users   map[string]starling.Profile
 	follows map[[2]string]bool // {author, jid}
-	posts   map[string][]fanout.Post
+	posts   map[string][]starling.Post
 	paused  map[string]bool
 	err     error
 }
 
 func newFakeGraph() *fakeGraph {
 	return &fakeGraph{
-		users: map[string]fanout.Profile{
+		users: map[string]starling.Profile{
 			"alice": {Username: "alice", DisplayName: "Alice", Posts: 3},
 			"carol": {Username: "carol"},
 		},
 		follows: map[[2]string]bool{},
-		posts:   map[string][]fanout.Post{"alice": {{ID: "1", Author: "alice", Text: "latest words", CreatedAt: time.Now().Add(-90 * time.Second)}}},
+		posts:   map[string][]starling.Post{"alice": {{ID: "1", Author: "alice", Text: "latest words", CreatedAt: time.Now().Add(-90 * time.Second)}}},
 	}
 }
 
@@ -61,18 +61,18 @@ func (g *fakeGraph) Following(_ context.Context, jid string) ([]string, error) {
 	return out, g.err
 }
 
-func (g *fakeGraph) Profile(_ context.Context, user string) (fanout.Profile, error) {
+func (g *fakeGraph) Profile(_ context.Context, user string) (starling.Profile, error) {
 	if g.err != nil {
-		return fanout.Profile{}, g.err
+		return starling.Profile{}, g.err
 	}
 	p, ok := g.users[user]
 	if !ok {
-		return fanout.Profile{}, fanout.ErrUnknownUser
+		return starling.Profile{}, starling.ErrUnknownUser
 	}
 	return p, nil
 }
 
-func (g *fakeGraph) RecentPosts(_ context.Context, user string, n int) ([]fanout.Post, error) {
+func (g *fakeGraph) RecentPosts(_ context.Context, user string, n int) ([]starling.Post, error) {
 	p := g.posts[user]
 	return p[:min(n, len(p))], g.err
 }
@@ -150,7 +150,7 @@ func TestIMFollowCapAndPaging(t *testing.T) {
 	g := newFakeGraph()
 	for i := range 45 {
 		name := fmt.Sprintf("a%02d", i)
-		g.users[name] = fanout.Profile{Username: name}
+		g.users[name] = starling.Profile{Username: name}
 	}
 	im := NewIM("mb.example", g, 43, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx := context.Background()

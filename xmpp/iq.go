@@ -11,7 +11,7 @@ import (
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stanza"
 
-	"starling.dev/starling/fanout"
+	"starling.dev/starling"
 	"starling.dev/starling/internal/xmltok"
 )
 
@@ -107,7 +107,7 @@ var (
 
 func errCondition(err error) stanza.Error {
 	switch {
-	case errors.Is(err, fanout.ErrUnknownUser), errors.Is(err, errNotFound):
+	case errors.Is(err, starling.ErrUnknownUser), errors.Is(err, errNotFound):
 		return stanza.Error{Type: stanza.Cancel, Condition: stanza.ItemNotFound}
 	case errors.Is(err, errNotImplemented):
 		return stanza.Error{Type: stanza.Cancel, Condition: stanza.FeatureNotImplemented}
@@ -206,7 +206,7 @@ func (c *Component) discoInfo(ctx context.Context, author, node string) (xml.Tok
 		if err != nil {
 			return nil, err
 		}
-		q.Identities = []identity{{Category: "client", Type: "bot", Name: displayName(p)}}
+		q.Identities = []identity{{Category: "client", Type: "bot", Name: p.Name()}}
 		q.Features = features(nsDiscoInfo, nsPing, nsVCard, nsSID)
 	case author != "":
 		return nil, errNotFound
@@ -249,14 +249,7 @@ func (c *Component) vcard(ctx context.Context, author string) (xml.TokenReader, 
 	if err != nil {
 		return nil, err
 	}
-	return marshal(vcardTemp{FN: displayName(p), Nickname: author, Desc: p.Bio, URL: "xmpp:" + author + "@" + c.cfg.Domain}), nil
-}
-
-func displayName(p fanout.Profile) string {
-	if p.DisplayName != "" {
-		return p.DisplayName
-	}
-	return p.Username
+	return marshal(vcardTemp{FN: p.Name(), Nickname: author, Desc: p.Bio, URL: "xmpp:" + author + "@" + c.cfg.Domain}), nil
 }
 
 // marshal turns a payload struct into tokens. encoding/xml is fine here: IQs

@@ -11,8 +11,7 @@ import (
 	"mellium.im/xmlstream"
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stanza"
-
-	"starling.dev/starling/fanout"
+	"starling.dev/starling"
 )
 
 // inPresence is the part of an incoming presence the component reads.
@@ -51,7 +50,7 @@ func (c *Component) handlePresence(t xmlstream.TokenReadEncoder, start *xml.Star
 		return c.subscribe(ctx, t, from, ours, author)
 	case stanza.UnsubscribePresence:
 		if author != "" {
-			if _, err := c.im.Unfollow(ctx, follower, author); err != nil && !errors.Is(err, fanout.ErrUnknownUser) {
+			if _, err := c.im.Unfollow(ctx, follower, author); err != nil && !errors.Is(err, starling.ErrUnknownUser) {
 				c.log.Warn("unfollow by roster failed", "from", follower, "author", author, "err", err)
 			}
 		}
@@ -77,7 +76,7 @@ func (c *Component) subscribe(ctx context.Context, w xmlstream.TokenWriter, from
 	if author != "" {
 		_, _, err := c.im.Follow(ctx, follower.String(), author)
 		if err != nil {
-			if !errors.Is(err, fanout.ErrUnknownUser) {
+			if !errors.Is(err, starling.ErrUnknownUser) {
 				c.log.Warn("follow by roster failed", "from", follower, "author", author, "err", err)
 			}
 			return writePresence(w, ours, follower, stanza.UnsubscribedPresence, "")
@@ -133,7 +132,7 @@ func (c *Component) writeAvailable(ctx context.Context, w xmlstream.TokenWriter,
 		if err != nil {
 			c.log.Warn("latest post for presence", "author", author, "err", err)
 		} else if len(posts) > 0 {
-			status = fmt.Sprintf("%s (%s ago)", truncate(SanitizeText(posts[0].Text), statusChars), age(time.Since(posts[0].CreatedAt)))
+			status = fmt.Sprintf("%s (%s ago)", truncate(starling.CleanXMLText(posts[0].Text), statusChars), age(time.Since(posts[0].CreatedAt)))
 		}
 	}
 	return writePresence(w, ours, to, stanza.AvailablePresence, status)

@@ -3,7 +3,7 @@ package xmpp
 import (
 	"context"
 
-	"starling.dev/starling/fanout"
+	"starling.dev/starling"
 )
 
 // Follows is the social graph as the component needs it.
@@ -16,8 +16,8 @@ type Follows interface {
 
 // Authors reads authors' public records.
 type Authors interface {
-	Profile(ctx context.Context, username string) (fanout.Profile, error)
-	RecentPosts(ctx context.Context, username string, n int) ([]fanout.Post, error)
+	Profile(ctx context.Context, username string) (starling.Profile, error)
+	RecentPosts(ctx context.Context, username string, n int) ([]starling.Post, error)
 }
 
 // Presences keeps what the component learns of followers' availability.

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"starling.dev/starling/fanout"
+	"starling.dev/starling"
 	"starling.dev/starling/httpapi"
 	"starling.dev/starling/internal/testenv"
 	"starling.dev/starling/subscribers"
@@ -25,10 +25,10 @@ const adminToken = "ctl-admin-token"
 // memPublisher accepts every post, like a JetStream that is always up.
 type memPublisher struct {
 	mu    sync.Mutex
-	posts []fanout.Post
+	posts []starling.Post
 }
 
-func (m *memPublisher) PublishPost(_ context.Context, p fanout.Post) (bool, error) {
+func (m *memPublisher) PublishPost(_ context.Context, p starling.Post) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.posts = append(m.posts, p)

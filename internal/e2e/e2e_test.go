@@ -9,6 +9,7 @@ import (
 
 	"mellium.im/xmpp/jid"
 
+	"starling.dev/starling"
 	"starling.dev/starling/fanout"
 	"starling.dev/starling/internal/testenv"
 )
@@ -149,9 +150,9 @@ func TestBadInputKeepsStreamUp(t *testing.T) {
 
 		// A post that bypassed the API (an old producer, a bug) with characters
 		// XML cannot carry: the encoder drops them instead of breaking the stream.
-		raw := fanout.Post{ID: "01JBADPOSTBYPASSINGTHEAPI0", Author: "alice", Text: "bad\x00\x01 \x1btext\uFFFF", CreatedAt: time.Now()}
+		raw := starling.Post{ID: "01JBADPOSTBYPASSINGTHEAPI0", Author: "alice", Text: "bad\x00\x01 \x1btext\uFFFF", CreatedAt: time.Now()}
 		data, _ := json.Marshal(raw)
-		if _, err := s.js.Publish(context.Background(), raw.Subject(), data); err != nil {
+		if _, err := s.js.Publish(context.Background(), fanout.PostSubject(raw.Author), data); err != nil {
 			t.Fatal(err)
 		}
 		expectPost(t, s, bob, status{ID: raw.ID, Author: "alice"}, "bad text")

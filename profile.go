@@ -1,12 +1,11 @@
-package fanout
+package starling
 
 import (
 	"errors"
 	"time"
 )
 
-// Errors shared by the stores and their callers, so that httpapi and xmpp can
-// branch on them without importing the store.
+// Errors the stores return and their callers branch on.
 var (
 	// ErrUnknownUser is returned for operations on an author that does not exist.
 	ErrUnknownUser = errors.New("starling: unknown user")
@@ -24,4 +23,17 @@ type Profile struct {
 	CreatedAt   time.Time
 	Followers   int64
 	Posts       int64
+}
+
+// Name is the name clients show for the author: the display name, or the
+// username when there is none.
+func (p Profile) Name() string { return DisplayName(p.DisplayName, p.Username) }
+
+// DisplayName returns name, or username when name is empty: the one rule for
+// what an author is called wherever a name is shown.
+func DisplayName(name, username string) string {
+	if name != "" {
+		return name
+	}
+	return username
 }
