@@ -1,6 +1,7 @@
-# Starling developer entry points. Every target is a thin wrapper; the logic lives in scripts/.
+# Starling developer entry points. Every target is a thin wrapper; the logic lives in scripts/
+# (installing packages, tests) and in internal/run (make run).
 #
-#   make run     build and start everything locally (Redis, Prosody, gateway, API) — scripts/run.sh
+#   make run     build and start everything locally (Redis, Prosody, NATS, gateway, API) — internal/run
 #   make test    install missing servers, go vet, go test -race             — scripts/test.sh
 #   make deps    install prosody and redis-server when missing               — scripts/deps.sh
 #   make build   bin/starling-gateway and bin/starling-api
@@ -21,7 +22,8 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 all: build
 
 run:
-	@bash scripts/run.sh
+	@bash scripts/deps.sh
+	$(GO) run ./internal/run
 
 test:
 	@bash scripts/test.sh

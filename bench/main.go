@@ -161,14 +161,14 @@ func (b *bench) run() {
 		g, _ := b.s.startGateway(info.ComponentAddr)
 		if b.want("latency") {
 			b.t.progress("latency via Prosody, alone")
-			b.latencyAlone("Prosody", b.s.lat.sc, patMessage)
+			b.latencyAlone("Prosody", b.s.lat.Scan, patMessage)
 		}
 		ns := b.sz.starling
 		if !b.want("starling") {
 			ns = []int{b.sz.bigP}
 		}
 		b.starlingProsody(ns, b.want("starling"), b.want("latency"))
-		g.stop()
+		g.Stop()
 	}
 	if b.want("gateway") || b.want("latency") || b.want("ingest") {
 		ep := startEndpoint(b.t, info.Host, info.Secret, "@"+latDomain, "@"+sinkDomain)
@@ -190,7 +190,7 @@ func (b *bench) run() {
 		if b.want("ingest") {
 			b.ingest()
 		}
-		g.stop()
+		g.Stop()
 	}
 	if b.want("startup") {
 		total := 0

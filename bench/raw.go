@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"starling.dev/starling"
+	"starling.dev/starling/internal/testenv"
 	"starling.dev/starling/xmpp"
 )
 
@@ -22,7 +23,7 @@ type rawSender struct {
 	conn   net.Conn
 	domain string
 	pingTo string
-	sc     *scanner
+	sc     *testenv.Scanner
 	sem    chan struct{}
 	done   chan struct{}
 }
@@ -30,11 +31,11 @@ type rawSender struct {
 func dialRaw(t *runner, addr, domain, secret, pingTo string, window int) *rawSender {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := dialComponent(ctx, addr, domain, secret)
+	conn, err := testenv.DialComponent(ctx, addr, domain, secret)
 	if err != nil {
 		t.Fatalf("raw sender: %v", err)
 	}
-	r := &rawSender{conn: conn, domain: domain, pingTo: pingTo, sc: newScanner("<iq"), sem: make(chan struct{}, window), done: make(chan struct{})}
+	r := &rawSender{conn: conn, domain: domain, pingTo: pingTo, sc: testenv.NewScanner("<iq"), sem: make(chan struct{}, window), done: make(chan struct{})}
 	release := func(tag []byte) {
 		if bytes.Contains(tag, []byte("result")) || bytes.Contains(tag, []byte("error")) {
 			select {
@@ -43,9 +44,9 @@ func dialRaw(t *runner, addr, domain, secret, pingTo string, window int) *rawSen
 			}
 		}
 	}
-	r.sc.onIQ.Store(&release)
+	r.sc.OnIQ(release)
 	go func() {
-		_ = r.sc.pump(conn)
+		_ = r.sc.Pump(conn)
 		close(r.done)
 	}()
 	t.Cleanup(r.close)

@@ -97,14 +97,14 @@ func (b *bench) receiver() {
 	if err := r.send(post, n, 500, follower, within(n)); err != nil {
 		b.t.Fatalf("receiver self-check: %v", err)
 	}
-	at, err := ep.sc.await(patMessage, int64(n), 10*time.Second)
+	at, err := ep.sc.Await(patMessage, int64(n), 10*time.Second)
 	if err != nil {
 		b.t.Fatalf("receiver self-check: %v", err)
 	}
 	wall, cpu := at.Sub(t0), cpuNow()-cpu0
 	b.res.add(figure{Key: "receiver.rate", Scenario: "receiver", Name: "raw writer → bare endpoint (loopback, in-process)", N: n,
 		Value: float64(n) / wall.Seconds(), Unit: "stanzas/s", Command: b.cmd("receiver"),
-		Detail: fmt.Sprintf("%s; %.2f µs CPU/stanza for writer and endpoint together; %.0f MB", wall.Round(time.Millisecond), us(cpu, n), float64(ep.sc.bytes.Load())/1e6)})
+		Detail: fmt.Sprintf("%s; %.2f µs CPU/stanza for writer and endpoint together; %.0f MB", wall.Round(time.Millisecond), us(cpu, n), float64(ep.sc.Bytes())/1e6)})
 	b.res.add(figure{Key: "receiver.cpu", Scenario: "receiver", Name: "CPU per stanza, raw writer + bare endpoint", N: n,
 		Value: us(cpu, n), Unit: "µs/stanza", Command: b.cmd("receiver")})
 	r.close()
@@ -139,13 +139,13 @@ func (b *bench) rawProsody() {
 // rawThroughProsody runs send and returns the time until the sink counted n
 // more stanzas and Prosody's CPU over that time, in percent of one core.
 func (b *bench) rawThroughProsody(n int, send func() error) (time.Duration, float64) {
-	base := b.s.sink.sc.count(patMessage)
+	base := b.s.sink.Scan.Count(patMessage)
 	p0 := procCPU(b.prosodyPID)
 	t0 := time.Now()
 	if err := send(); err != nil {
 		b.t.Fatalf("raw → prosody: %v", err)
 	}
-	at, err := b.s.sink.sc.await(patMessage, base+int64(n), within(n))
+	at, err := b.s.sink.Scan.Await(patMessage, base+int64(n), within(n))
 	if err != nil {
 		b.t.Fatalf("raw → prosody: %v", err)
 	}
@@ -159,19 +159,19 @@ func (b *bench) rawEjabberd() {
 	b.t.progress("starting ejabberd")
 	ej := testenv.StartEjabberd(b.t, testenv.WithComponents(sinkDomain))
 	info := ej.Info()
-	sk := startSink(b.t, ej.ComponentAddrOf(sinkDomain), sinkDomain, info.Secret)
+	sk := testenv.StartSink(b.t, ej.ComponentAddrOf(sinkDomain), info.Secret, sinkDomain)
 	// A ping every 500 stanzas and at most 8 unanswered: ≤ 4,000 stanzas
 	// queued in ejabberd, under its max_fsm_queue of 10,000.
 	r := dialRaw(b.t, info.ComponentAddr, info.ComponentDomain, info.Secret, info.Host, 8)
 	for _, n := range b.sz.ejabberd {
 		b.t.progress("raw → ejabberd, %d stanzas", n)
 		post := benchPost("raw", fmt.Sprintf("01BENCHRAWEJABBERD%d", n))
-		base := sk.sc.count(patMessage)
+		base := sk.Scan.Count(patMessage)
 		t0 := time.Now()
 		if err := r.send(post, n, 500, follower, within(n)); err != nil {
-			b.t.Fatalf("raw → ejabberd: %v (sink counted %d messages, %d iq; sender saw %d iq)\n%s", err, sk.sc.count(patMessage)-base, sk.sc.count(patIQ), r.sc.count(0), ej.Log())
+			b.t.Fatalf("raw → ejabberd: %v (sink counted %d messages, %d iq; sender saw %d iq)\n%s", err, sk.Scan.Count(patMessage)-base, sk.Scan.Count(patIQ), r.sc.Count(0), ej.Log())
 		}
-		at, err := sk.sc.await(patMessage, base+int64(n), within(n))
+		at, err := sk.Scan.Await(patMessage, base+int64(n), within(n))
 		if err != nil {
 			b.t.Fatalf("raw → ejabberd: %v", err)
 		}
@@ -233,14 +233,14 @@ func (b *bench) starlingProsody(ns []int, record, probe bool) {
 		}
 		p0 := procCPU(b.prosodyPID)
 		c0 := cpuNow()
-		base := b.s.sink.sc.count(patMessage)
+		base := b.s.sink.Scan.Count(patMessage)
 		var wall time.Duration
 		if probe && n == b.sz.bigP {
 			var lats []time.Duration
-			wall, lats = b.fanoutWithProbes(n, b.s.sink.sc, patMessage, b.s.lat.sc, patMessage, time.Duration(n/5)*time.Millisecond)
+			wall, lats = b.fanoutWithProbes(n, b.s.sink.Scan, patMessage, b.s.lat.Scan, patMessage, time.Duration(n/5)*time.Millisecond)
 			b.addLatency("latency.Prosody.during", "Prosody", fmt.Sprintf("during a %s fanout", nLabel(n)), lats)
 		} else {
-			wall = b.fanout(n, b.s.sink.sc, patMessage)
+			wall = b.fanout(n, b.s.sink.Scan, patMessage)
 		}
 		if stop != nil {
 			stop()
@@ -251,7 +251,7 @@ func (b *bench) starlingProsody(ns []int, record, probe bool) {
 		if !record {
 			continue
 		}
-		extra := b.s.sink.sc.count(patMessage) - base - int64(n)
+		extra := b.s.sink.Scan.Count(patMessage) - base - int64(n)
 		b.res.add(figure{Key: "starling.prosody." + strconv.Itoa(n), Scenario: "starling", Name: "POST → pipeline → Prosody → sink", N: n,
 			Value: float64(n) / wall.Seconds(), Unit: "stanzas/s", Command: b.cmd("starling"),
 			Detail: fmt.Sprintf("last stanza %s after the 202; Prosody CPU %.0f%% of a core, bench process %.0f%%; %d extra stanzas (duplicates or probes)",
@@ -263,10 +263,10 @@ func (b *bench) starlingProsody(ns []int, record, probe bool) {
 
 // fanout posts as the celebrity with n followers and returns the time from
 // the 202 to the n-th stanza counted by sc's pattern idx.
-func (b *bench) fanout(n int, sc *scanner, idx int) time.Duration {
-	base := sc.count(idx)
+func (b *bench) fanout(n int, sc *testenv.Scanner, idx int) time.Duration {
+	base := sc.Count(idx)
 	_, t202 := b.s.post(celebrity(n), "hello followers")
-	at, err := sc.await(idx, base+int64(n), within(n))
+	at, err := sc.Await(idx, base+int64(n), within(n))
 	if err != nil {
 		b.t.Fatalf("fanout to %d: %v (log %s)", n, err, b.s.logf.Name())
 	}
@@ -274,18 +274,18 @@ func (b *bench) fanout(n int, sc *scanner, idx int) time.Duration {
 }
 
 // fanoutWithProbes is fanout with latency probes spread over expect.
-func (b *bench) fanoutWithProbes(n int, big *scanner, bigIdx int, sc *scanner, idx int, expect time.Duration) (time.Duration, []time.Duration) {
+func (b *bench) fanoutWithProbes(n int, big *testenv.Scanner, bigIdx int, sc *testenv.Scanner, idx int, expect time.Duration) (time.Duration, []time.Duration) {
 	for a := range 10 {
 		b.s.ensureFollowers(smallAuthor(a), 10, func(k int) string { return smallFollower(a, k) })
 	}
-	base := big.count(bigIdx)
+	base := big.Count(bigIdx)
 	_, t202 := b.s.post(celebrity(n), "big fanout under the probes")
 	done := make(chan struct{})
 	var bigWall time.Duration
 	var bigErr error
 	go func() {
 		defer close(done)
-		at, err := big.await(bigIdx, base+int64(n), within(n))
+		at, err := big.Await(bigIdx, base+int64(n), within(n))
 		bigWall, bigErr = at.Sub(t202), err
 	}()
 	lats := b.probes(sc, idx, b.sz.probes, expect/time.Duration(b.sz.probes+1), done)
@@ -304,10 +304,10 @@ func (b *bench) gatewayAlone(ep *endpoint) {
 		if i == len(b.sz.alone)-1 {
 			stop = b.profile("gateway-alone-" + strconv.Itoa(n))
 		}
-		base := ep.sc.count(patMessage)
+		base := ep.sc.Count(patMessage)
 		c0, r0 := cpuNow(), b.s.redisCPU()
 		_, t202 := b.s.post(celebrity(n), "hello followers")
-		at, err := ep.sc.await(patMessage, base+int64(n), within(n))
+		at, err := ep.sc.Await(patMessage, base+int64(n), within(n))
 		cpu, rcpu := cpuNow()-c0, b.s.redisCPU()-r0
 		if stop != nil {
 			stop()
@@ -318,7 +318,7 @@ func (b *bench) gatewayAlone(ep *endpoint) {
 		wall := at.Sub(t202)
 		b.durations["alone/"+strconv.Itoa(n)] = wall
 		b.s.drained(within(n))
-		extra := ep.sc.count(patMessage) - base - int64(n)
+		extra := ep.sc.Count(patMessage) - base - int64(n)
 		ns := strconv.Itoa(n)
 		b.res.add(figure{Key: "alone.rate." + ns, Scenario: "gateway", Name: "POST → pipeline → bare endpoint", N: n,
 			Value: float64(n) / wall.Seconds(), Unit: "stanzas/s", Command: b.cmd("gateway"),
@@ -333,14 +333,14 @@ func (b *bench) gatewayAlone(ep *endpoint) {
 
 // latencyAlone: small authors (10 followers each) post one at a time;
 // each probe is timed from sending the POST to the 10th delivery counted.
-func (b *bench) latencyAlone(path string, sc *scanner, idx int) {
+func (b *bench) latencyAlone(path string, sc *testenv.Scanner, idx int) {
 	for a := range 10 {
 		b.s.ensureFollowers(smallAuthor(a), 10, func(k int) string { return smallFollower(a, k) })
 	}
 	b.addLatency("latency."+path+".alone", path, "alone", b.probes(sc, idx, b.sz.probes, 0, nil))
 }
 
-func (b *bench) probes(sc *scanner, idx, k int, interval time.Duration, stop <-chan struct{}) []time.Duration {
+func (b *bench) probes(sc *testenv.Scanner, idx, k int, interval time.Duration, stop <-chan struct{}) []time.Duration {
 	var lats []time.Duration
 	next := time.Now()
 	for i := range k {
@@ -351,10 +351,10 @@ func (b *bench) probes(sc *scanner, idx, k int, interval time.Duration, stop <-c
 			default:
 			}
 		}
-		base := sc.count(idx)
+		base := sc.Count(idx)
 		start := time.Now()
 		b.s.post(smallAuthor(i), "small post "+strconv.Itoa(i))
-		at, err := sc.await(idx, base+10, 30*time.Second)
+		at, err := sc.Await(idx, base+10, 30*time.Second)
 		if err != nil {
 			b.t.Fatalf("latency probe %d: %v", i, err)
 		}
@@ -395,7 +395,7 @@ func (b *bench) startup(label string, followers int) {
 	var ds []time.Duration
 	for range b.sz.startups {
 		g, d := b.s.startGateway(info.ComponentAddr)
-		g.stop()
+		g.Stop()
 		ds = append(ds, d)
 	}
 	slices.Sort(ds)
@@ -464,7 +464,7 @@ func (b *bench) peer() {
 	t0 = time.Now()
 	pros.Restart(b.t)
 	b.t.Logf("Prosody restarted with the nodes in %s", time.Since(t0))
-	sk := startSink(b.t, info.ComponentAddr, sinkDomain, info.Secret)
+	sk := testenv.StartSink(b.t, info.ComponentAddr, info.Secret, sinkDomain)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	owner, err := dialC2S(ctx, info.C2SAddr, pubOwner, info.Host, "ownerpw")
 	cancel()
@@ -487,7 +487,7 @@ func (b *bench) peer() {
 			b.t.Fatalf("pubsub node %s: %d subscriptions (want %d): %v", node, subs, n, err)
 		}
 		b.t.progress("PubSub: publishing one item to %d subscribers", n)
-		base := sk.sc.count(patMessage)
+		base := sk.Scan.Count(patMessage)
 		p0 := procCPU(pid)
 		start := time.Now()
 		var iqDone time.Duration
@@ -501,7 +501,7 @@ func (b *bench) peer() {
 			}
 			iqDone = time.Since(start)
 		})
-		at, err := sk.sc.await(patMessage, base+int64(n), within(n))
+		at, err := sk.Scan.Await(patMessage, base+int64(n), within(n))
 		wg.Wait()
 		if err != nil {
 			b.t.Fatalf("pubsub: %v", err)

@@ -3,7 +3,6 @@ package fanout
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -12,23 +11,30 @@ import (
 	"starling.dev/starling"
 )
 
-// EnsureStreams creates or updates the POSTS and DELIVERIES streams. Both
-// processes call it at start, so either may come up first.
+// Stream limits. Posts are kept a week for replays and timelines; the
+// duplicate window must outlast a publisher's retries.
+const (
+	postsMaxAge     = 7 * 24 * time.Hour
+	duplicateWindow = 2 * time.Minute
+)
+
+// EnsureStreams creates or updates the POSTS, DELIVERIES and DEADLETTER
+// streams. Both processes call it at start, so either may come up first.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream) error {
 	streams := []jetstream.StreamConfig{{
 		Name:       PostsStream,
 		Subjects:   []string{PostsSubjectPrefix + "*"},
 		Storage:    jetstream.FileStorage,
 		Retention:  jetstream.LimitsPolicy,
-		MaxAge:     7 * 24 * time.Hour,
-		Duplicates: 2 * time.Minute,
+		MaxAge:     postsMaxAge,
+		Duplicates: duplicateWindow,
 	}, {
 		Name:       DeliveriesStream,
-		Subjects:   []string{DeliveriesSubjectPrefix + "*"},
+		Subjects:   []string{deliveriesSubjectPrefix + "*"},
 		Storage:    jetstream.FileStorage,
 		Retention:  jetstream.WorkQueuePolicy,
-		Duplicates: 2 * time.Minute,
-	}}
+		Duplicates: duplicateWindow,
+	}, deadLetterStreamConfig()}
 	for _, cfg := range streams {
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("fanout: ensure stream %s: %w", cfg.Name, err)
@@ -103,22 +109,19 @@ func (p pubFuture) Wait(ctx context.Context) error {
 	}
 }
 
-// Lanes is the number of DELIVERIES subjects (starling.deliver.0 …
-// starling.deliver.<Lanes-1>). Lane 0 carries the first page of every post,
+// lanes is the number of DELIVERIES subjects (starling.deliver.0 …
+// starling.deliver.<lanes-1>). Lane 0 carries the first page of every post,
 // which is all of a small author's post, and has consumers of its own, so a
-// celebrity's thousands of later pages (spread over lanes 1 to Lanes-1) never
+// celebrity's thousands of later pages (spread over lanes 1 to lanes-1) never
 // queue ahead of it.
-const Lanes = 16
+const lanes = 16
 
-// FirstLaneSubject is the subject of every post's first batch.
-const FirstLaneSubject = DeliveriesSubjectPrefix + "0"
+// firstLaneSubject is the subject of every post's first batch.
+const firstLaneSubject = deliveriesSubjectPrefix + "0"
 
 func laneSubject(page int) string {
 	if page == 0 {
-		return FirstLaneSubject
+		return firstLaneSubject
 	}
-	return DeliveriesSubjectPrefix + strconv.Itoa(1+page%(Lanes-1))
+	return deliveriesSubjectPrefix + strconv.Itoa(1+page%(lanes-1))
 }
-
-// errPoison marks a message that can never be processed (it does not decode).
-var errPoison = errors.New("fanout: undecodable message")

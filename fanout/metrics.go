@@ -10,6 +10,7 @@ type Metrics struct {
 	delivered  prometheus.Counter
 	sendErrors prometheus.Counter
 	poison     prometheus.Counter
+	dead       *prometheus.CounterVec
 }
 
 // NewMetrics registers the pipeline's metrics on reg.
@@ -25,13 +26,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "starling_fanout_deliveries_total", Help: "Messages handed to the XMPP server.",
 		}),
 		sendErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "starling_fanout_send_errors_total", Help: "Batches that failed to send and will be retried.",
+			Name: "starling_fanout_send_errors_total", Help: "Failed attempts to send a batch (retried later, or dead-lettered after the last).",
 		}),
 		poison: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "starling_fanout_undecodable_total", Help: "Messages dropped because they do not decode.",
+			Name: "starling_fanout_undecodable_total", Help: "Messages dead-lettered because they do not decode.",
 		}),
+		dead: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "starling_fanout_dead_letters_total",
+			Help: "Messages moved to the DEADLETTER stream, by source stream and reason (undecodable, attempts_exhausted).",
+		}, []string{"stream", "reason"}),
 	}
-	reg.MustRegister(m.posts, m.batches, m.delivered, m.sendErrors, m.poison)
+	reg.MustRegister(m.posts, m.batches, m.delivered, m.sendErrors, m.poison, m.dead)
 	return m
 }
 
@@ -57,5 +62,11 @@ func (m *Metrics) sendFailed() {
 func (m *Metrics) undecodable() {
 	if m != nil {
 		m.poison.Inc()
+	}
+}
+
+func (m *Metrics) deadLettered(stream, reason string) {
+	if m != nil {
+		m.dead.WithLabelValues(stream, reason).Inc()
 	}
 }

@@ -27,7 +27,7 @@ type Send struct {
 // later retry (zero means 10 s); keep it below the consumer's AckWait.
 func NewSend(sender StanzaSender, readyWait time.Duration, metrics *Metrics) *Send {
 	if readyWait == 0 {
-		readyWait = 10 * time.Second
+		readyWait = defaultReadyWait
 	}
 	return &Send{sender: sender, readyWait: readyWait, metrics: metrics}
 }

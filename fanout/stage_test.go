@@ -136,11 +136,11 @@ func TestDecodeBatchRefusesBadInput(t *testing.T) {
 }
 
 func TestLanes(t *testing.T) {
-	if laneSubject(0) != FirstLaneSubject {
+	if laneSubject(0) != firstLaneSubject {
 		t.Fatal("a post's first page must go to the first lane")
 	}
 	for page := 1; page < 100; page++ {
-		if s := laneSubject(page); s == FirstLaneSubject || !strings.HasPrefix(s, DeliveriesSubjectPrefix) {
+		if s := laneSubject(page); s == firstLaneSubject || !strings.HasPrefix(s, deliveriesSubjectPrefix) {
 			t.Fatalf("page %d on %s", page, s)
 		}
 	}

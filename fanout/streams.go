@@ -8,16 +8,16 @@ const (
 	PostsSubjectPrefix = "starling.posts."
 	// DeliveriesStream is the work queue of delivery batches.
 	DeliveriesStream = "DELIVERIES"
-	// DeliveriesSubjectPrefix is followed by the batch's lane number.
-	DeliveriesSubjectPrefix = "starling.deliver."
+	// deliveriesSubjectPrefix is followed by the batch's lane number.
+	deliveriesSubjectPrefix = "starling.deliver."
 	// FanoutConsumer is the durable pull consumer on PostsStream.
 	FanoutConsumer = "fanout"
 	// SenderConsumer is the durable pull consumer of later pages (lanes 1
 	// and up) on DeliveriesStream.
 	SenderConsumer = "sender"
-	// FirstSenderConsumer is the durable pull consumer of first pages
+	// firstSenderConsumer is the durable pull consumer of first pages
 	// (lane 0) on DeliveriesStream.
-	FirstSenderConsumer = "sender-first"
+	firstSenderConsumer = "sender-first"
 	// BatchSize is the largest number of recipients in one Batch.
 	BatchSize = 500
 )

@@ -16,8 +16,8 @@
 // reaches a log line. The package's tests validate every request and answer
 // they exchange against openapi.yaml.
 //
-// The package depends on small interfaces declared here (Users, Posts,
-// Followers, together Accounts; and Publisher), and on nothing but fanout
-// among Starling's packages; internal/app wires in the Redis store and the
-// JetStream publisher.
+// The package depends on small interfaces declared here (Users and Posts,
+// together Accounts; Followers; Publisher), and among Starling's packages
+// only on the domain package starling; internal/app wires in the accounts
+// and subscribers stores and the JetStream publisher.
 package httpapi

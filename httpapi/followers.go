@@ -78,7 +78,7 @@ func (s *server) listFollowers(w http.ResponseWriter, r *http.Request) {
 	if !s.userMustExist(w, r, username) {
 		return
 	}
-	jids, next, err := s.acc.FollowerPage(r.Context(), username, cursor, limit, make([]string, 0, limit))
+	jids, next, err := s.graph.FollowerPage(r.Context(), username, cursor, limit, make([]string, 0, limit))
 	if err != nil {
 		s.fail(w, r, "follower page", err)
 		return
@@ -96,7 +96,7 @@ func (s *server) putFollower(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	added, err := s.acc.Follow(r.Context(), username, bare)
+	added, err := s.graph.Follow(r.Context(), username, bare)
 	if err != nil {
 		s.fail(w, r, "follow", err)
 		return
@@ -112,7 +112,7 @@ func (s *server) deleteFollower(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if _, err := s.acc.Unfollow(r.Context(), username, bare); err != nil {
+	if _, err := s.graph.Unfollow(r.Context(), username, bare); err != nil {
 		s.fail(w, r, "unfollow", err)
 		return
 	}

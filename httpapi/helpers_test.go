@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"starling.dev/starling"
+	"starling.dev/starling/accounts"
 	"starling.dev/starling/fanout"
 	"starling.dev/starling/internal/testenv"
 	"starling.dev/starling/subscribers"
@@ -31,10 +32,23 @@ const (
 // testClock is the fixed time handlers see in tests.
 var testClock = time.Date(2025, 3, 14, 15, 9, 26, 535_000_000, time.UTC)
 
+// testStore is the two real Redis stores behind the API, one value so that
+// tests can wrap it.
+type testStore struct {
+	*accountStore
+	*graphStore
+}
+
+// Aliases give the embedded stores distinct field names.
+type (
+	accountStore = accounts.RedisStore
+	graphStore   = subscribers.RedisStore
+)
+
 // apiEnv is one API handler over a real Redis store.
 type apiEnv struct {
 	h     http.Handler
-	store *subscribers.RedisStore
+	store *testStore
 	reg   *prometheus.Registry
 	logs  *syncBuffer
 	fake  *fakePublisher // pub, when it is one
@@ -44,23 +58,24 @@ type apiEnv struct {
 type responseRecorder = httptest.ResponseRecorder
 
 // newRedisStore returns a store with a prefix of its own on a fresh server.
-func newRedisStore(t testing.TB) *subscribers.RedisStore {
+func newRedisStore(t testing.TB) *testStore {
 	t.Helper()
 	return storeOn(t, testenv.StartRedis(t).Client(t))
 }
 
-func storeOn(t testing.TB, c redis.UniversalClient) *subscribers.RedisStore {
+func storeOn(t testing.TB, c redis.UniversalClient) *testStore {
 	t.Helper()
-	store, err := subscribers.NewRedisStore(c, subscribers.RedisConfig{Prefix: testenv.Prefix(t), RecentPosts: 1000})
+	graph := subscribers.NewRedisStore(c, testenv.Prefix(t))
+	acc, err := accounts.NewRedisStore(c, graph, accounts.RedisConfig{Prefix: testenv.Prefix(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return store
+	return &testStore{acc, graph}
 }
 
 // deadRedisStore is a real store whose server is not there, so every call
 // fails the way a Redis outage does.
-func deadRedisStore(t testing.TB) *subscribers.RedisStore {
+func deadRedisStore(t testing.TB) *testStore {
 	t.Helper()
 	c := redis.NewClient(&redis.Options{
 		Addr:        fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
@@ -86,12 +101,16 @@ func newAPI(t testing.TB, acc Accounts, pub Publisher, edit func(*Config)) *apiE
 	if edit != nil {
 		edit(&cfg)
 	}
-	h, err := New(acc, pub, cfg)
+	graph, ok := acc.(Followers)
+	if !ok {
+		t.Fatalf("newAPI: %T is not also the social graph", acc)
+	}
+	h, err := New(acc, graph, pub, cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
 	e.h = h
-	if s, ok := acc.(*subscribers.RedisStore); ok {
+	if s, ok := acc.(*testStore); ok {
 		e.store = s
 	}
 	e.fake, _ = pub.(*fakePublisher)
@@ -234,14 +253,14 @@ func (f *fakePublisher) stored() map[string]starling.Post {
 
 // failingRecord is a real store whose RecordPost fails, as when Redis drops
 // between the publish and the count.
-type failingRecord struct{ *subscribers.RedisStore }
+type failingRecord struct{ *testStore }
 
 func (failingRecord) RecordPost(context.Context, starling.Post) error {
 	return errors.New("redis: connection reset by peer")
 }
 
 // panickingProfile is a real store whose Profile panics.
-type panickingProfile struct{ *subscribers.RedisStore }
+type panickingProfile struct{ *testStore }
 
 func (panickingProfile) Profile(context.Context, string) (starling.Profile, error) {
 	panic("profile exploded")
@@ -277,6 +296,7 @@ func (e *apiEnv) wantPosts(t *testing.T, user string, n int64) {
 // The real implementations satisfy the interfaces declared here; they cannot
 // assert it themselves without importing httpapi.
 var (
-	_ Accounts  = (*subscribers.RedisStore)(nil)
+	_ Accounts  = (*accounts.RedisStore)(nil)
+	_ Followers = (*subscribers.RedisStore)(nil)
 	_ Publisher = (*fanout.PostPublisher)(nil)
 )

@@ -101,7 +101,7 @@ func (s *server) runImport(r *http.Request, username string, body io.Reader) (im
 		if len(batch) == 0 {
 			return nil
 		}
-		added, err := s.acc.AddFollowers(r.Context(), username, batch)
+		added, err := s.graph.AddFollowers(r.Context(), username, batch)
 		if err != nil {
 			return &importStoreError{err}
 		}

@@ -91,10 +91,10 @@ func TestNoMetricsRouteWithoutGatherer(t *testing.T) {
 func TestMetricsRegisteredOnce(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	cfg := Config{Domain: testDomain, Registerer: reg}
-	if _, err := New(deadRedisStore(t), &fakePublisher{}, cfg); err != nil {
+	if _, err := New(deadRedisStore(t), deadRedisStore(t), &fakePublisher{}, cfg); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := New(deadRedisStore(t), &fakePublisher{}, cfg); err == nil {
+	if _, err := New(deadRedisStore(t), deadRedisStore(t), &fakePublisher{}, cfg); err == nil {
 		t.Fatal("a second handler registered the same metrics without error")
 	}
 }

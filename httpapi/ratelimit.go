@@ -6,10 +6,9 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
-	"golang.org/x/time/rate"
+	"starling.dev/starling/internal/ratelimit"
 )
 
 // Default rate limits: generous enough for scripts and end-to-end tests that
@@ -20,12 +19,9 @@ const (
 	defaultIPBurst    = 200
 	defaultTokenRate  = 50 // requests per second per bearer token
 	defaultTokenBurst = 100
-	// limiterIdle is how long a client's bucket is kept after its last
-	// request; a bucket idle that long is full again anyway.
-	limiterIdle = 10 * time.Minute
-	// maxLimiterKeys bounds the memory of each keyed limiter; past it the
-	// idle buckets are swept at once.
-	maxLimiterKeys = 100_000
+	// maxLimiterKeys bounds the buckets of each keyed limiter (see
+	// ratelimit.Config.MaxKeys).
+	maxLimiterKeys = ratelimit.DefaultMaxKeys
 )
 
 // RateLimits are token buckets per client IP and per bearer token. A rate of
@@ -47,8 +43,8 @@ func (l RateLimits) Validate() error {
 	if l.IPBurst < 0 || l.TokenBurst < 0 {
 		return errors.New("httpapi: rate limit bursts must not be negative")
 	}
-	if math.IsNaN(l.IPPerSecond) || math.IsNaN(l.TokenPerSecond) {
-		return errors.New("httpapi: rate limits must be numbers")
+	if bad := func(r float64) bool { return math.IsNaN(r) || math.IsInf(r, 1) }; bad(l.IPPerSecond) || bad(l.TokenPerSecond) {
+		return errors.New("httpapi: rate limits must be finite numbers")
 	}
 	return nil
 }
@@ -77,76 +73,37 @@ type limiters struct {
 func newLimiters(l RateLimits) *limiters {
 	ls := &limiters{}
 	if l.IPPerSecond > 0 {
-		ls.ip = newKeyedLimiter(rate.Limit(l.IPPerSecond), l.IPBurst)
+		ls.ip = newKeyedLimiter(l.IPPerSecond, l.IPBurst)
 	}
 	if l.TokenPerSecond > 0 {
-		ls.token = newKeyedLimiter(rate.Limit(l.TokenPerSecond), l.TokenBurst)
+		ls.token = newKeyedLimiter(l.TokenPerSecond, l.TokenBurst)
 	}
 	return ls
 }
 
-// keyedLimiter is one token bucket per key, with idle buckets evicted.
-type keyedLimiter struct {
-	limit     rate.Limit
-	burst     int
-	mu        sync.Mutex
-	buckets   map[string]*bucket
-	lastSweep time.Time
-}
+// keyedLimiter is one token bucket per key (see ratelimit); memory is
+// bounded by maxLimiterKeys.
+type keyedLimiter struct{ keyed *ratelimit.Limiter }
 
-type bucket struct {
-	lim  *rate.Limiter
-	seen time.Time
-}
-
-func newKeyedLimiter(limit rate.Limit, burst int) *keyedLimiter {
-	return &keyedLimiter{limit: limit, burst: burst, buckets: map[string]*bucket{}}
+// newKeyedLimiter takes a positive rate and a defaulted burst, as
+// RateLimits.Validate and withDefaults leave them; anything else is a bug.
+func newKeyedLimiter(perSecond float64, burst int) *keyedLimiter {
+	l, err := ratelimit.New(ratelimit.Config{Rate: perSecond, Burst: burst, MaxKeys: maxLimiterKeys})
+	if err != nil {
+		panic("httpapi: rate limiter: " + err.Error())
+	}
+	return &keyedLimiter{keyed: l}
 }
 
 // wait takes one token for key and returns zero, or how long the client
-// must wait before the request would be allowed.
+// must wait before the request would be allowed (at least a second, the
+// unit of Retry-After).
 func (k *keyedLimiter) wait(key string) time.Duration {
-	// Real time, not Config.Now: buckets refill with the wall clock.
-	now := time.Now()
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.sweep(now)
-	b, ok := k.buckets[key]
-	if !ok {
-		b = &bucket{lim: rate.NewLimiter(k.limit, k.burst)}
-		k.buckets[key] = b
-	}
-	b.seen = now
-	if b.lim.AllowN(now, 1) {
+	d := k.keyed.Take(key)
+	if d.Verdict == ratelimit.Allowed {
 		return 0
 	}
-	r := b.lim.ReserveN(now, 1)
-	d := r.DelayFrom(now)
-	r.CancelAt(now)
-	if !r.OK() || d <= 0 {
-		return time.Second
-	}
-	return d
-}
-
-// sweep drops idle buckets once a minute, or at once when there are too many.
-func (k *keyedLimiter) sweep(now time.Time) {
-	if now.Sub(k.lastSweep) < time.Minute && len(k.buckets) < maxLimiterKeys {
-		return
-	}
-	k.lastSweep = now
-	idle := limiterIdle
-	if len(k.buckets) >= maxLimiterKeys {
-		idle = 0 // under a flood of new keys, keep only the busy ones
-	}
-	for key, b := range k.buckets {
-		if now.Sub(b.seen) >= idle && b.lim.TokensAt(now) >= float64(k.burst)-1 {
-			delete(k.buckets, key)
-		}
-	}
-	if len(k.buckets) >= maxLimiterKeys {
-		clear(k.buckets) // all busy: forget them rather than grow without bound
-	}
+	return max(d.RetryAfter, time.Second)
 }
 
 // rateLimit answers 429 with Retry-After when the client IP or the bearer

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"math"
 	"net/http"
 	"strconv"
 	"testing"
@@ -51,14 +52,19 @@ func TestRateLimitsOff(t *testing.T) {
 }
 
 func TestKeyedLimiterEvicts(t *testing.T) {
-	k := newKeyedLimiter(1000, 1)
+	k := newKeyedLimiter(0.001, 1) // nobody's bucket refills during the test
 	for i := range maxLimiterKeys + 10 {
 		k.wait(strconv.Itoa(i))
 	}
-	k.mu.Lock()
-	n := len(k.buckets)
-	k.mu.Unlock()
-	if n >= maxLimiterKeys {
+	if n := k.keyed.Len(); n > maxLimiterKeys {
 		t.Fatalf("%d buckets kept; the limiter grows without bound", n)
+	}
+}
+
+func TestRateLimitsValidate(t *testing.T) {
+	for _, l := range []RateLimits{{IPBurst: -1}, {IPPerSecond: math.NaN()}, {TokenPerSecond: math.Inf(1)}} {
+		if l.Validate() == nil {
+			t.Errorf("%+v accepted", l)
+		}
 	}
 }

@@ -17,12 +17,11 @@ import (
 	"starling.dev/starling"
 )
 
-// Accounts is what the API needs from the store: accounts, posts and
-// followers. subscribers.RedisStore implements it.
+// Accounts is what the API needs of the accounts store: accounts and their
+// posts. accounts.RedisStore implements it.
 type Accounts interface {
 	Users
 	Posts
-	Followers
 }
 
 // Users is the account part of the store.
@@ -71,7 +70,8 @@ type Posts interface {
 	DeletePost(ctx context.Context, author, id string) (bool, error)
 }
 
-// Followers is the social graph part of the store.
+// Followers is what the API needs of the social graph.
+// subscribers.RedisStore implements it.
 type Followers interface {
 	// FollowerPage returns one SSCAN page of the author's followers and the
 	// next cursor, zero at the end.
@@ -167,6 +167,7 @@ func (c Config) withDefaults() Config {
 // server holds the handlers' dependencies.
 type server struct {
 	acc       Accounts
+	graph     Followers
 	pub       Publisher
 	cfg       Config
 	log       *slog.Logger
@@ -177,11 +178,11 @@ type server struct {
 	limits    *limiters
 }
 
-// New returns the API's router. acc and pub are used concurrently by every
-// request; the caller owns them.
-func New(acc Accounts, pub Publisher, cfg Config) (http.Handler, error) {
-	if acc == nil || pub == nil {
-		return nil, errors.New("httpapi: Accounts and Publisher are required")
+// New returns the API's router. acc, graph and pub are used concurrently by
+// every request; the caller owns them.
+func New(acc Accounts, graph Followers, pub Publisher, cfg Config) (http.Handler, error) {
+	if acc == nil || graph == nil || pub == nil {
+		return nil, errors.New("httpapi: Accounts, Followers and Publisher are required")
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -191,7 +192,7 @@ func New(acc Accounts, pub Publisher, cfg Config) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &server{acc: acc, pub: pub, cfg: cfg, log: cfg.Logger, ids: newIDSource(), metrics: m,
+	s := &server{acc: acc, graph: graph, pub: pub, cfg: cfg, log: cfg.Logger, ids: newIDSource(), metrics: m,
 		limits: newLimiters(cfg.RateLimits)}
 	s.adminHash = sha256.Sum256([]byte(cfg.AdminToken))
 	s.routes()

@@ -33,13 +33,17 @@ func TestConfigValidate(t *testing.T) {
 
 func TestNewRequiresDependencies(t *testing.T) {
 	cfg := Config{Domain: testDomain}
-	if _, err := New(nil, &fakePublisher{}, cfg); err == nil {
+	dead := deadRedisStore(t)
+	if _, err := New(nil, dead, &fakePublisher{}, cfg); err == nil {
 		t.Error("New accepted nil Accounts")
 	}
-	if _, err := New(deadRedisStore(t), nil, cfg); err == nil {
+	if _, err := New(dead, nil, &fakePublisher{}, cfg); err == nil {
+		t.Error("New accepted nil Followers")
+	}
+	if _, err := New(dead, dead, nil, cfg); err == nil {
 		t.Error("New accepted nil Publisher")
 	}
-	if _, err := New(deadRedisStore(t), &fakePublisher{}, Config{}); err == nil {
+	if _, err := New(dead, dead, &fakePublisher{}, Config{}); err == nil {
 		t.Error("New accepted an invalid Config")
 	}
 }

@@ -21,9 +21,9 @@ func (s *RedisStore) AddFollowers(ctx context.Context, author string, jids []str
 	}
 	var added *redis.IntCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		added = p.SAdd(ctx, s.followersKey(author), members...)
+		added = p.SAdd(ctx, s.keys.Followers(author), members...)
 		for _, j := range jids {
-			p.HSet(ctx, s.followingKey(j), author, followingMark)
+			p.HSet(ctx, s.keys.Following(j), author, followingMark)
 		}
 		return nil
 	})
@@ -35,9 +35,53 @@ func (s *RedisStore) AddFollowers(ctx context.Context, author string, jids []str
 
 // IsFollower reports whether the bare JID follows author.
 func (s *RedisStore) IsFollower(ctx context.Context, author, jid string) (bool, error) {
-	ok, err := s.rdb.SIsMember(ctx, s.followersKey(author), jid).Result()
+	ok, err := s.rdb.SIsMember(ctx, s.keys.Followers(author), jid).Result()
 	if err != nil {
 		return false, fmt.Errorf("subscribers: is %s a follower of %s: %w", jid, author, err)
 	}
 	return ok, nil
+}
+
+// deletePage is how many followers DropFollowers handles per round trip,
+// which bounds its memory however many followers the author has.
+const deletePage = 1000
+
+// DropFollowers removes the author from the g:<jid> of each follower, page
+// by page, and then the follower set; it is idempotent.
+func (s *RedisStore) DropFollowers(ctx context.Context, author string) error {
+	var cursor uint64
+	for {
+		jids, next, err := s.rdb.SScan(ctx, s.keys.Followers(author), cursor, "", deletePage).Result()
+		if err != nil {
+			return fmt.Errorf("subscribers: delete followers of %q: %w", author, err)
+		}
+		if len(jids) > 0 {
+			_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for _, j := range jids {
+					p.HDel(ctx, s.keys.Following(j), author)
+				}
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("subscribers: delete followers of %q: %w", author, err)
+			}
+		}
+		if next == 0 {
+			break
+		}
+		cursor = next
+	}
+	if err := s.rdb.Unlink(ctx, s.keys.Followers(author)).Err(); err != nil {
+		return fmt.Errorf("subscribers: delete followers of %q: %w", author, err)
+	}
+	return nil
+}
+
+// FollowerCount returns how many JIDs follow author.
+func (s *RedisStore) FollowerCount(ctx context.Context, author string) (int64, error) {
+	n, err := s.rdb.SCard(ctx, s.keys.Followers(author)).Result()
+	if err != nil {
+		return 0, fmt.Errorf("subscribers: follower count of %s: %w", author, err)
+	}
+	return n, nil
 }

@@ -25,10 +25,7 @@ func followEdgeMemory(t *testing.B) {
 	r := testenv.StartRedis(t)
 	rdb := r.Client(t)
 	ctx := context.Background()
-	s, err := NewRedisStore(rdb, RedisConfig{Prefix: "starling:"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := NewRedisStore(rdb, "starling:")
 	used := func() int64 {
 		t.Helper()
 		info, err := rdb.Info(ctx, "memory").Result()
@@ -57,15 +54,15 @@ func followEdgeMemory(t *testing.B) {
 		}
 	}
 	total := used() - before
-	fset, err := rdb.MemoryUsage(ctx, s.followersKey("alice"), 0).Result()
+	fset, err := rdb.MemoryUsage(ctx, s.keys.Followers("alice"), 0).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	one, err := rdb.MemoryUsage(ctx, s.followingKey("follower0000042@example.org"), 0).Result()
+	one, err := rdb.MemoryUsage(ctx, s.keys.Following("follower0000042@example.org"), 0).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	enc, _ := rdb.ObjectEncoding(ctx, s.followingKey("follower0000042@example.org")).Result()
+	enc, _ := rdb.ObjectEncoding(ctx, s.keys.Following("follower0000042@example.org")).Result()
 	t.Logf("%d edges: used_memory +%d B = %.1f B/edge; f:{alice} %d B = %.1f B/edge; the rest (g: index) %.1f B/edge; MEMORY USAGE of one g: key %d B (%s)",
 		n, total, float64(total)/n, fset, float64(fset)/n, float64(total-fset)/n, one, enc)
 	t.ReportMetric(float64(total)/n, "B/edge")

@@ -18,8 +18,8 @@ var _ fanout.FollowerPager = (*RedisStore)(nil)
 func (s *RedisStore) Follow(ctx context.Context, author, jid string) (bool, error) {
 	var added *redis.IntCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		added = p.SAdd(ctx, s.followersKey(author), jid)
-		p.HSet(ctx, s.followingKey(jid), author, followingMark)
+		added = p.SAdd(ctx, s.keys.Followers(author), jid)
+		p.HSet(ctx, s.keys.Following(jid), author, followingMark)
 		return nil
 	})
 	if err != nil {
@@ -32,8 +32,8 @@ func (s *RedisStore) Follow(ctx context.Context, author, jid string) (bool, erro
 func (s *RedisStore) Unfollow(ctx context.Context, author, jid string) (bool, error) {
 	var removed *redis.IntCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		removed = p.SRem(ctx, s.followersKey(author), jid)
-		p.HDel(ctx, s.followingKey(jid), author)
+		removed = p.SRem(ctx, s.keys.Followers(author), jid)
+		p.HDel(ctx, s.keys.Following(jid), author)
 		return nil
 	})
 	if err != nil {
@@ -44,7 +44,7 @@ func (s *RedisStore) Unfollow(ctx context.Context, author, jid string) (bool, er
 
 // Following returns the authors a bare JID follows, sorted.
 func (s *RedisStore) Following(ctx context.Context, jid string) ([]string, error) {
-	authors, err := s.rdb.HKeys(ctx, s.followingKey(jid)).Result()
+	authors, err := s.rdb.HKeys(ctx, s.keys.Following(jid)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("subscribers: following of %s: %w", jid, err)
 	}
@@ -60,7 +60,7 @@ func (s *RedisStore) Following(ctx context.Context, jid string) ([]string, error
 // may return more or fewer per page. The slice passed to page is reused
 // after it returns.
 func (s *RedisStore) ScanFollowers(ctx context.Context, author string, count int, page func([]string) error) error {
-	key := s.followersKey(author)
+	key := s.keys.Followers(author)
 	keys, cursor, err := s.rdb.SScan(ctx, key, 0, "", int64(count)).Result()
 	if err != nil {
 		return fmt.Errorf("subscribers: followers of %s: %w", author, err)
@@ -73,7 +73,7 @@ func (s *RedisStore) ScanFollowers(ctx context.Context, author string, count int
 		if len(keys) > 0 || cursor != 0 {
 			_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 				for _, jid := range keys {
-					states = append(states, p.HMGet(ctx, s.stateKey(jid), stateFields...))
+					states = append(states, p.HMGet(ctx, s.keys.State(jid), stateFields...))
 				}
 				if cursor != 0 {
 					next = p.SScan(ctx, key, cursor, "", int64(count))
@@ -108,7 +108,7 @@ func (s *RedisStore) ScanFollowers(ctx context.Context, author string, count int
 // (zero when the scan is complete). It serves the API's follower listing;
 // deliveries use ScanFollowers.
 func (s *RedisStore) FollowerPage(ctx context.Context, author string, cursor uint64, count int, buf []string) ([]string, uint64, error) {
-	keys, next, err := s.rdb.SScan(ctx, s.followersKey(author), cursor, "", int64(count)).Result()
+	keys, next, err := s.rdb.SScan(ctx, s.keys.Followers(author), cursor, "", int64(count)).Result()
 	if err != nil {
 		return buf, 0, fmt.Errorf("subscribers: followers of %s: %w", author, err)
 	}

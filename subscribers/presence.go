@@ -35,13 +35,6 @@ const BounceLimit = 3
 // delivery is tried again.
 const BounceRetry = time.Hour
 
-func (s *RedisStore) stateKey(jid string) string     { return s.cfg.Prefix + "s:{" + jid + "}" }
-func (s *RedisStore) resourcesKey(jid string) string { return s.cfg.Prefix + "o:{" + jid + "}" }
-
-// probeKey is the hash of JIDs that granted us a presence subscription, each
-// to the JID of ours they granted it to; probes after a restart go there.
-func (s *RedisStore) probeKey() string { return s.cfg.Prefix + "pg" }
-
 // setPresence adds or removes a resource and derives the JID's presence.
 // "Offline" is believed only from a JID that granted us its presence: only
 // then will we hear when it comes back. Anything else (a server answering a
@@ -77,7 +70,7 @@ func (s *RedisStore) SetPresence(ctx context.Context, jid, resource string, avai
 	if available {
 		avail = "1"
 	}
-	n, err := setPresence.Run(ctx, s.rdb, []string{s.resourcesKey(jid), s.stateKey(jid)}, resource, avail).Int()
+	n, err := setPresence.Run(ctx, s.rdb, []string{s.keys.Resources(jid), s.keys.State(jid)}, resource, avail).Int()
 	if err != nil {
 		return false, fmt.Errorf("subscribers: presence of %s: %w", jid, err)
 	}
@@ -96,7 +89,7 @@ return n
 // After BounceLimit in a row the follower is unreachable: skipped for
 // BounceRetry, or until an available presence from them.
 func (s *RedisStore) Bounced(ctx context.Context, jid string) (int64, error) {
-	n, err := bounce.Run(ctx, s.rdb, []string{s.stateKey(jid)}, BounceLimit, time.Now().Unix()).Int64()
+	n, err := bounce.Run(ctx, s.rdb, []string{s.keys.State(jid)}, BounceLimit, time.Now().Unix()).Int64()
 	if err != nil {
 		return 0, fmt.Errorf("subscribers: bounce of %s: %w", jid, err)
 	}
@@ -107,9 +100,9 @@ func (s *RedisStore) Bounced(ctx context.Context, jid string) (int64, error) {
 func (s *RedisStore) SetPaused(ctx context.Context, jid string, paused bool) error {
 	var err error
 	if paused {
-		err = s.rdb.HSet(ctx, s.stateKey(jid), fieldPaused, "1").Err()
+		err = s.rdb.HSet(ctx, s.keys.State(jid), fieldPaused, "1").Err()
 	} else {
-		err = s.rdb.HDel(ctx, s.stateKey(jid), fieldPaused).Err()
+		err = s.rdb.HDel(ctx, s.keys.State(jid), fieldPaused).Err()
 	}
 	if err != nil {
 		return fmt.Errorf("subscribers: pause %s: %w", jid, err)
@@ -132,7 +125,7 @@ var stateFields = []string{fieldPaused, fieldPresence, fieldUnreachable}
 
 // State returns what is known of a follower.
 func (s *RedisStore) State(ctx context.Context, jid string) (FollowerState, error) {
-	v, err := s.rdb.HMGet(ctx, s.stateKey(jid), stateFields...).Result()
+	v, err := s.rdb.HMGet(ctx, s.keys.State(jid), stateFields...).Result()
 	if err != nil {
 		return FollowerState{}, fmt.Errorf("subscribers: state of %s: %w", jid, err)
 	}
@@ -161,7 +154,7 @@ func (st FollowerState) deliverable(now time.Time) bool {
 // FirstAsk reports whether this is the first time we ask the JID for a
 // presence subscription, and remembers that we did.
 func (s *RedisStore) FirstAsk(ctx context.Context, jid string) (bool, error) {
-	first, err := s.rdb.HSetNX(ctx, s.stateKey(jid), fieldAsked, "1").Result()
+	first, err := s.rdb.HSetNX(ctx, s.keys.State(jid), fieldAsked, "1").Result()
 	if err != nil {
 		return false, fmt.Errorf("subscribers: ask %s: %w", jid, err)
 	}
@@ -173,16 +166,16 @@ func (s *RedisStore) FirstAsk(ctx context.Context, jid string) (bool, error) {
 func (s *RedisStore) Granted(ctx context.Context, jid, ours string, granted bool) error {
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		if granted {
-			p.HSet(ctx, s.probeKey(), jid, ours)
-			p.HSet(ctx, s.stateKey(jid), fieldGranted, ours)
+			p.HSet(ctx, s.keys.ProbeGrants(), jid, ours)
+			p.HSet(ctx, s.keys.State(jid), fieldGranted, ours)
 			return nil
 		}
 		// Without the grant we hear no more of their presence: forget what
 		// we knew, so a stale "offline" cannot silence them for good, and
 		// allow asking again on their next follow.
-		p.HDel(ctx, s.probeKey(), jid)
-		p.Del(ctx, s.resourcesKey(jid))
-		p.HDel(ctx, s.stateKey(jid), fieldPresence, fieldAsked, fieldGranted)
+		p.HDel(ctx, s.keys.ProbeGrants(), jid)
+		p.Del(ctx, s.keys.Resources(jid))
+		p.HDel(ctx, s.keys.State(jid), fieldPresence, fieldAsked, fieldGranted)
 		return nil
 	})
 	if err != nil {
@@ -194,7 +187,7 @@ func (s *RedisStore) Granted(ctx context.Context, jid, ours string, granted bool
 // ProbeTargets returns one HSCAN page of the JIDs that granted us their
 // presence, as pairs {their JID, our JID}, and the next cursor (0 at the end).
 func (s *RedisStore) ProbeTargets(ctx context.Context, cursor uint64, count int) ([][2]string, uint64, error) {
-	kv, next, err := s.rdb.HScan(ctx, s.probeKey(), cursor, "", int64(count)).Result()
+	kv, next, err := s.rdb.HScan(ctx, s.keys.ProbeGrants(), cursor, "", int64(count)).Result()
 	if err != nil {
 		return nil, 0, fmt.Errorf("subscribers: probe targets: %w", err)
 	}
@@ -207,7 +200,7 @@ func (s *RedisStore) ProbeTargets(ctx context.Context, cursor uint64, count int)
 
 // FollowingCount returns how many authors a JID follows.
 func (s *RedisStore) FollowingCount(ctx context.Context, jid string) (int64, error) {
-	n, err := s.rdb.HLen(ctx, s.followingKey(jid)).Result()
+	n, err := s.rdb.HLen(ctx, s.keys.Following(jid)).Result()
 	if err != nil {
 		return 0, fmt.Errorf("subscribers: following count of %s: %w", jid, err)
 	}

@@ -1,7 +1,7 @@
 package xmpp
 
 import (
-	"io"
+	"bufio"
 	"time"
 	"unicode/utf8"
 
@@ -103,24 +103,19 @@ func (d *Delivery) AppendTo(dst []byte, to string) []byte {
 	return append(dst, d.tail...)
 }
 
-// WriteTo writes the message addressed to the JID to w. The address is
-// copied as is when it needs no escaping, the usual case, so nothing is
-// allocated.
-func (d *Delivery) WriteTo(w io.Writer, to []byte) error {
-	if _, err := w.Write(d.head); err != nil {
-		return err
-	}
-	var err error
+// writeTo writes the message addressed to the JID to w. This is the hot
+// path, once per recipient: the address is copied as is when it needs no
+// escaping, the usual case, and escaped into w's own buffer otherwise, so
+// nothing is allocated either way.
+func (d *Delivery) writeTo(w *bufio.Writer, to []byte) error {
+	// A bufio.Writer's error is sticky: the last Write reports any.
+	w.Write(d.head)
 	if attrSafe(to) {
-		_, err = w.Write(to)
+		w.Write(to)
 	} else {
-		var scratch [256]byte
-		_, err = w.Write(appendAttr(scratch[:0], string(to)))
+		w.Write(appendAttr(w.AvailableBuffer(), to))
 	}
-	if err != nil {
-		return err
-	}
-	_, err = w.Write(d.tail)
+	_, err := w.Write(d.tail)
 	return err
 }
 
@@ -144,11 +139,11 @@ func appendText(dst []byte, s string) []byte {
 }
 
 // appendAttr appends s escaped for a double- or single-quoted attribute.
-func appendAttr(dst []byte, s string) []byte {
+func appendAttr[T string | []byte](dst []byte, s T) []byte {
 	return appendEscaped(dst, s, true)
 }
 
-func appendEscaped(dst []byte, s string, attr bool) []byte {
+func appendEscaped[T string | []byte](dst []byte, s T, attr bool) []byte {
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
@@ -177,7 +172,9 @@ func appendEscaped(dst []byte, s string, attr bool) []byte {
 			}
 			continue
 		}
-		_, size, ok := starling.XMLRuneAt(s, i)
+		// At most one rune's bytes are converted, which needs no
+		// allocation when s is a []byte.
+		_, size, ok := starling.XMLRuneAt(string(s[i:min(len(s), i+utf8.UTFMax)]), 0)
 		if ok {
 			dst = append(dst, s[i:i+size]...)
 		}

@@ -82,7 +82,7 @@ func TestWriteToMatchesAppendTo(t *testing.T) {
 	for _, to := range []string{"bob@example.org", `o'neil"&<>@example.org`, "ünïcode@example.org"} {
 		var buf bytes.Buffer
 		w := bufio.NewWriter(&buf)
-		if err := d.WriteTo(w, []byte(to)); err != nil {
+		if err := d.writeTo(w, []byte(to)); err != nil {
 			t.Fatal(err)
 		}
 		w.Flush()
@@ -92,6 +92,39 @@ func TestWriteToMatchesAppendTo(t *testing.T) {
 		if m := decodeOne(t, buf.Bytes()); m.To != to {
 			t.Fatalf("to %q, want %q", m.To, to)
 		}
+	}
+}
+
+// TestDeliveryWritesWithoutAllocating: writing a rendered delivery costs
+// no allocation per recipient, whether the address needs escaping or not,
+// and a whole chunk of a decoded batch, with its ping, costs none either.
+func TestDeliveryWritesWithoutAllocating(t *testing.T) {
+	post := starling.Post{ID: "01JALLOC", Author: "alice", Text: "hello", CreatedAt: time.Now()}
+	d := NewDelivery("microblog.example.org", post)
+	w := bufio.NewWriterSize(io.Discard, 64<<10)
+	for _, to := range []string{
+		"bob@example.org",
+		"o'neil&sons@example.org",
+		"ünïcödé-with-a-rather-long-localpart-to-escape@example.org",
+	} {
+		jid := []byte(to)
+		if n := testing.AllocsPerRun(1000, func() { _ = d.writeTo(w, jid) }); n != 0 {
+			t.Errorf("writeTo %s: %v allocations, want 0", to, n)
+		}
+	}
+
+	msg, err := fanout.Batch{Post: post, To: strings.Fields(strings.Repeat("carol@example.org ", fanout.BatchSize))}.Encode(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := fanout.DecodeBatch(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &outgoing{c: &Component{pingHead: renderPingHead("microblog.example.org", "example.org")}, msg: d}
+	n := testing.AllocsPerRun(100, func() { _ = o.writeStanzas(w, batch, "stl-ping-1") })
+	if n != 0 {
+		t.Errorf("writing a chunk of %d: %v allocations, want 0", batch.Len(), n)
 	}
 }
 
@@ -137,7 +170,7 @@ func BenchmarkEncodeDelivery(b *testing.B) {
 	}
 	d := NewDelivery("microblog.example.org", batch.Post)
 	w := bufio.NewWriterSize(io.Discard, 64<<10)
-	write := func(jid []byte) error { return d.WriteTo(w, jid) }
+	write := func(jid []byte) error { return d.writeTo(w, jid) }
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {

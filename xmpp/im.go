@@ -24,12 +24,9 @@ type IM struct {
 // followingPage is how many authors one "following" reply lists.
 const followingPage = 20
 
-// NewIM returns the command interpreter for the component at domain. A JID
-// may follow at most maxFollowing authors (zero means 1000).
-func NewIM(domain string, store Store, maxFollowing int, log *slog.Logger) *IM {
-	if maxFollowing <= 0 {
-		maxFollowing = 1000
-	}
+// newIM returns the command interpreter for the component at domain. A JID
+// may follow at most maxFollowing authors (Config.MaxFollowing, defaulted).
+func newIM(domain string, store Store, maxFollowing int, log *slog.Logger) *IM {
 	return &IM{domain: domain, store: store, log: log, now: time.Now, maxFollowing: int64(maxFollowing)}
 }
 

@@ -103,7 +103,7 @@ func (g *fakeGraph) ProbeTargets(context.Context, uint64, int) ([][2]string, uin
 func TestIMReplies(t *testing.T) {
 	const bob = "bob@example.org"
 	g := newFakeGraph()
-	im := NewIM("mb.example", g, 3, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	im := newIM("mb.example", g, 3, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	steps := []struct{ author, body, want string }{
 		{"", "help", "follow <user> — get their posts here"},
 		{"", "following", "You follow nobody yet"},
@@ -152,7 +152,7 @@ func TestIMFollowCapAndPaging(t *testing.T) {
 		name := fmt.Sprintf("a%02d", i)
 		g.users[name] = starling.Profile{Username: name}
 	}
-	im := NewIM("mb.example", g, 43, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	im := newIM("mb.example", g, 43, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx := context.Background()
 	for i := range 43 {
 		if ans := im.Answer(ctx, "bob@e", "", fmt.Sprintf("follow a%02d", i)); !ans.Followed {
@@ -181,7 +181,7 @@ func TestIMFollowCapAndPaging(t *testing.T) {
 func TestIMStoreFailureStillReplies(t *testing.T) {
 	g := newFakeGraph()
 	g.err = errors.New("redis: connection refused")
-	im := NewIM("mb.example", g, 3, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	im := newIM("mb.example", g, 3, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	for _, body := range []string{"follow alice", "unfollow alice", "following", "last alice", "whois alice"} {
 		if got := im.Reply(context.Background(), "bob@example.org", "", body); got != sorry {
 			t.Errorf("%q with a failing store: %q", body, got)

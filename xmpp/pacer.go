@@ -26,6 +26,15 @@ type pacer struct {
 	now      func() time.Time
 }
 
+// The window's bounds, in stanzas: the window starts at the first, which
+// keeps a just-connected server's queue short until its speed is known; the
+// second bounds what the server holds unconfirmed however fast it seems
+// (ejabberd drops a component with 10,000 stanzas queued).
+const (
+	minWindow = 100
+	maxWindow = 2000
+)
+
 func newPacer(target time.Duration, min, max int) *pacer {
 	// Start small and open up as confirmations show the server's speed.
 	p := &pacer{target: target, min: min, max: max, window: min, now: time.Now}

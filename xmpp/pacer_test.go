@@ -45,11 +45,16 @@ func TestPacerFollowsTheServer(t *testing.T) {
 	select {
 	case err := <-got:
 		t.Fatalf("acquire on a full window returned %v", err)
-	default:
+	case <-time.After(50 * time.Millisecond):
 	}
 	p.release(2000, false)
-	if err := <-got; err != nil {
-		t.Fatal(err)
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("acquire still blocked after the window was released")
 	}
 	p.release(10, false)
 	// A cancelled context ends the wait.
@@ -57,7 +62,12 @@ func TestPacerFollowsTheServer(t *testing.T) {
 	cctx, cancel := context.WithCancel(ctx)
 	go func() { got <- p.acquire(cctx, 10) }()
 	cancel()
-	if err := <-got; err == nil {
-		t.Fatal("acquire ignored its context")
+	select {
+	case err := <-got:
+		if err == nil {
+			t.Fatal("acquire ignored its context")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("acquire still blocked after its context ended")
 	}
 }

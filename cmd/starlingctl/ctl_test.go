@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"starling.dev/starling"
+	"starling.dev/starling/accounts"
 	"starling.dev/starling/httpapi"
 	"starling.dev/starling/internal/testenv"
 	"starling.dev/starling/subscribers"
@@ -36,20 +37,21 @@ func (m *memPublisher) PublishPost(_ context.Context, p starling.Post) (bool, er
 }
 
 // apiServer is the real API handler over a real Redis, served over HTTP.
-func apiServer(t *testing.T) (*httptest.Server, *subscribers.RedisStore) {
+func apiServer(t *testing.T) (*httptest.Server, *accounts.RedisStore) {
 	t.Helper()
-	store, err := subscribers.NewRedisStore(testenv.StartRedis(t).Client(t),
-		subscribers.RedisConfig{Prefix: testenv.Prefix(t), RecentPosts: 1000})
+	rdb := testenv.StartRedis(t).Client(t)
+	graph := subscribers.NewRedisStore(rdb, testenv.Prefix(t))
+	acc, err := accounts.NewRedisStore(rdb, graph, accounts.RedisConfig{Prefix: testenv.Prefix(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := httpapi.New(store, &memPublisher{}, httpapi.Config{Domain: "microblog.example.org", AdminToken: adminToken})
+	h, err := httpapi.New(acc, graph, &memPublisher{}, httpapi.Config{Domain: "microblog.example.org", AdminToken: adminToken})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return srv, store
+	return srv, acc
 }
 
 type result struct {

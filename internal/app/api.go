@@ -13,7 +13,6 @@ import (
 
 	"starling.dev/starling/fanout"
 	"starling.dev/starling/httpapi"
-	"starling.dev/starling/subscribers"
 )
 
 // APIHooks lets a caller observe the API process; every field may be nil.
@@ -58,12 +57,12 @@ func RunAPI(ctx context.Context, cfg API, log *slog.Logger, hooks APIHooks) erro
 		<-streamsDone
 	}()
 
-	store, err := subscribers.NewRedisStore(rdb, subscribers.RedisConfig{Prefix: cfg.RedisPrefix, RecentPosts: cfg.PostHistory})
+	st, err := openStores(rdb, cfg.RedisPrefix, cfg.PostHistory)
 	if err != nil {
 		return err
 	}
 	reg := newRegistry()
-	h, err := httpapi.New(store, fanout.NewPostPublisher(js), httpapi.Config{
+	h, err := httpapi.New(st.accountStore, st.graphStore, fanout.NewPostPublisher(js), httpapi.Config{
 		Domain:       cfg.Domain,
 		AdminToken:   cfg.AdminToken,
 		MaxPostChars: cfg.MaxPostChars,

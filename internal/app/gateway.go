@@ -14,7 +14,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"starling.dev/starling/fanout"
-	"starling.dev/starling/subscribers"
 	"starling.dev/starling/xmpp"
 )
 
@@ -65,11 +64,11 @@ func RunGateway(ctx context.Context, cfg Gateway, log *slog.Logger, hooks Gatewa
 	reg := newRegistry()
 	metrics := fanout.NewMetrics(reg)
 
-	store, err := subscribers.NewRedisStore(rdb, subscribers.RedisConfig{Prefix: cfg.RedisPrefix})
+	st, err := openStores(rdb, cfg.RedisPrefix, 0)
 	if err != nil {
 		return err
 	}
-	comp, err := xmpp.New(store, xmpp.NewMetrics(reg), log, xmpp.Config{
+	comp, err := xmpp.New(st, xmpp.NewMetrics(reg), log, xmpp.Config{
 		Domain: cfg.Domain, Addr: cfg.XMPPAddr, Secret: cfg.XMPPSecret, PingTo: cfg.XMPPPingTo,
 		ProbeRate: cfg.ProbeRate, CommandRate: cfg.CommandRate, CommandBurst: cfg.CommandBurst,
 		MaxFollowing: cfg.MaxFollowing,
@@ -77,7 +76,7 @@ func RunGateway(ctx context.Context, cfg Gateway, log *slog.Logger, hooks Gatewa
 	if err != nil {
 		return err
 	}
-	fan := fanout.NewFanout(store, fanout.NewJetStreamSink(js), metrics)
+	fan := fanout.NewFanout(st.graphStore, fanout.NewJetStreamSink(js), metrics)
 	send := fanout.NewSend(comp, 0, metrics)
 	pipe, err := fanout.NewPipeline(js, fan, send, log, metrics, fanout.ConsumerConfig{})
 	if err != nil {

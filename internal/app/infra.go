@@ -13,6 +13,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
+	"starling.dev/starling/accounts"
+	"starling.dev/starling/subscribers"
 )
 
 // NewLogger returns the process's structured logger.
@@ -22,6 +24,30 @@ func NewLogger(level string) *slog.Logger {
 		l = slog.LevelInfo
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}
+
+// stores are the two Redis stores over one client. The value serves as the
+// component's store too: it has the accounts' methods and the graph's.
+type stores struct {
+	*accountStore
+	*graphStore
+}
+
+// Aliases give the embedded stores distinct field names.
+type (
+	accountStore = accounts.RedisStore
+	graphStore   = subscribers.RedisStore
+)
+
+// openStores builds the stores over rdb; recentPosts zero means the
+// accounts package's default.
+func openStores(rdb redis.UniversalClient, prefix string, recentPosts int) (*stores, error) {
+	graph := subscribers.NewRedisStore(rdb, prefix)
+	acc, err := accounts.NewRedisStore(rdb, graph, accounts.RedisConfig{Prefix: prefix, RecentPosts: recentPosts})
+	if err != nil {
+		return nil, err
+	}
+	return &stores{acc, graph}, nil
 }
 
 func openRedis(url string) (*redis.Client, error) {

@@ -38,7 +38,8 @@ var _ XMPPServer = (*Ejabberd)(nil)
 // It returns once ejabberd reports itself started, so Register works at once.
 // ejabberdctl switches to the ejabberd user, so the tests must run as root.
 // WithComponents adds more component domains to the service listener;
-// WithPubSub is Prosody's only and ignored here.
+// WithPorts and WithSecret apply; WithPubSub and WithDir are Prosody's
+// only and ignored here.
 func StartEjabberd(t TB, opts ...ServerOption) *Ejabberd {
 	t.Helper()
 	e := &Ejabberd{
@@ -62,7 +63,10 @@ func StartEjabberd(t TB, opts ...ServerOption) *Ejabberd {
 	gid, _ := strconv.Atoi(usr.Gid)
 
 	e.dir = ejabberdDir(t)
-	c2s, comp, dist := FreePort(t), FreePort(t), FreePort(t)
+	if e.opts.secret != "" {
+		e.Secret = e.opts.secret
+	}
+	c2s, comp, dist := port(t, e.opts.c2s), port(t, e.opts.comp), FreePort(t)
 	e.C2SAddr, e.ComponentAddr = addr(c2s), addr(comp)
 	e.extra = map[string]string{}
 	for _, d := range e.opts.components {

@@ -15,18 +15,38 @@ type NATS struct {
 	opts   server.Options
 }
 
+// NATSOptions changes how StartNATSWith runs the server; the zero value is
+// what StartNATS does.
+type NATSOptions struct {
+	Port     int    // 0: a random port
+	StoreDir string // JetStream storage; "": a temporary folder
+}
+
 // StartNATS starts an embedded NATS server with JetStream on a random
 // loopback port; it is shut down when the test ends.
 func StartNATS(t TB) *NATS {
+	t.Helper()
+	return StartNATSWith(t, NATSOptions{})
+}
+
+// StartNATSWith starts an embedded NATS server with JetStream as o says; it
+// is shut down when the test ends.
+func StartNATSWith(t TB, o NATSOptions) *NATS {
 	t.Helper()
 	n := &NATS{opts: server.Options{
 		Host:      "127.0.0.1",
 		Port:      -1,
 		JetStream: true,
-		StoreDir:  t.TempDir(),
+		StoreDir:  o.StoreDir,
 		NoLog:     true,
 		NoSigs:    true,
 	}}
+	if o.Port > 0 {
+		n.opts.Port = o.Port
+	}
+	if n.opts.StoreDir == "" {
+		n.opts.StoreDir = t.TempDir()
+	}
 	n.start(t)
 	// Keep the port, so that Restart comes back where clients reconnect.
 	n.opts.Port = n.Server.Addr().(*net.TCPAddr).Port

@@ -30,6 +30,9 @@ type serverOptions struct {
 	components []string // extra component domains, with the same secret
 	pubsub     string   // Prosody: domain of a mod_pubsub component
 	admins     []string // Prosody: server admins (bare JIDs)
+	dir        string   // Prosody: a lasting folder for config and data
+	c2s, comp  int      // fixed ports; 0 means a free one
+	secret     string   // the component secret; "" means "test-secret"
 }
 
 func collect(opts []ServerOption) serverOptions {
@@ -61,6 +64,26 @@ func WithPubSub(domain string, admins ...string) ServerOption {
 	}
 }
 
+// WithDir (Prosody only) keeps the config, the data and the log in dir
+// instead of a temporary folder, so accounts outlive the process (make run).
+func WithDir(dir string) ServerOption { return func(o *serverOptions) { o.dir = dir } }
+
+// WithPorts fixes the c2s and component ports instead of free ones.
+func WithPorts(c2s, component int) ServerOption {
+	return func(o *serverOptions) { o.c2s, o.comp = c2s, component }
+}
+
+// WithSecret sets the component secret (default "test-secret").
+func WithSecret(secret string) ServerOption { return func(o *serverOptions) { o.secret = secret } }
+
+// port is want, or a free port when want is 0.
+func port(t TB, want int) int {
+	if want > 0 {
+		return want
+	}
+	return FreePort(t)
+}
+
 // StartProsody writes a config under a temporary folder and starts Prosody in
 // the foreground on free loopback ports, without TLS and with plain logins.
 func StartProsody(t TB, opts ...ServerOption) *Prosody {
@@ -74,14 +97,19 @@ func StartProsody(t TB, opts ...ServerOption) *Prosody {
 		},
 		bin:  need(t, "prosody", "prosody"),
 		ctl:  need(t, "prosodyctl", "prosody"),
-		dir:  t.TempDir(),
 		t:    t,
 		opts: collect(opts),
 	}
-	c2s, comp := FreePort(t), FreePort(t)
+	if p.opts.secret != "" {
+		p.Secret = p.opts.secret
+	}
+	if p.dir = p.opts.dir; p.dir == "" {
+		p.dir = t.TempDir()
+	}
+	c2s, comp := port(t, p.opts.c2s), port(t, p.opts.comp)
 	p.C2SAddr, p.ComponentAddr = addr(c2s), addr(comp)
 	p.cfg = filepath.Join(p.dir, "prosody.cfg.lua")
-	if err := os.MkdirAll(filepath.Join(p.dir, "data"), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(p.dir, "data"), 0o750); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(p.cfg, []byte(p.config(c2s, comp)), 0o644); err != nil {
@@ -154,6 +182,9 @@ func (p *Prosody) DataDir() string { return filepath.Join(p.dir, "data") }
 func (p *Prosody) start(t TB) {
 	t.Helper()
 	log := filepath.Join(p.dir, fmt.Sprintf("prosody-%d.log", time.Now().UnixNano()))
+	if p.opts.dir != "" { // a lasting folder keeps one log, not one per start
+		log = filepath.Join(p.dir, "prosody.log")
+	}
 	p.proc = startProcess(t, log, p.bin, "-F", "--config", p.cfg)
 	waitTCP(t, p.C2SAddr, 15*time.Second, p.proc.exited, log)
 	waitTCP(t, p.ComponentAddr, 15*time.Second, p.proc.exited, log)
@@ -180,3 +211,6 @@ func (p *Prosody) Restart(t TB) {
 
 // Log returns what the current Prosody process has logged.
 func (p *Prosody) Log() string { return tail(p.proc.log) }
+
+// Exited is closed when the server process has exited.
+func (p *Prosody) Exited() <-chan struct{} { return p.proc.exited }

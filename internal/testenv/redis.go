@@ -17,15 +17,37 @@ type Redis struct {
 	proc *process
 }
 
+// RedisOptions changes how StartRedisWith runs the server; the zero value is
+// what StartRedis does.
+type RedisOptions struct {
+	Port       int    // 0: a free port
+	Dir        string // working folder (AOF, log); "": a temporary one
+	AppendOnly bool   // keep an append-only file in Dir, so data survives a restart
+}
+
 // StartRedis starts redis-server on a free loopback port without persistence
 // and stops it when the test ends.
 func StartRedis(t TB) *Redis {
 	t.Helper()
+	return StartRedisWith(t, RedisOptions{})
+}
+
+// StartRedisWith starts redis-server as o says and stops it (SIGTERM, which
+// flushes the AOF) when the test ends.
+func StartRedisWith(t TB, o RedisOptions) *Redis {
+	t.Helper()
 	bin := need(t, "redis-server", "redis-server")
-	dir := t.TempDir()
-	port := FreePort(t)
+	dir := o.Dir
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	port := port(t, o.Port)
+	aof := "no"
+	if o.AppendOnly {
+		aof = "yes"
+	}
 	p := startProcess(t, filepath.Join(dir, "redis.log"), bin,
-		"--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", aof,
 		"--dir", dir, "--daemonize", "no")
 	r := &Redis{Addr: addr(port), URL: fmt.Sprintf("redis://%s/0", addr(port)), proc: p}
 	t.Cleanup(func() { _ = p.stop() })
@@ -50,3 +72,6 @@ var prefixSeq atomic.Int64
 func Prefix(t TB) string {
 	return fmt.Sprintf("test%d:%d:", time.Now().UnixNano()%1e9, prefixSeq.Add(1))
 }
+
+// Exited is closed when the server process has exited.
+func (r *Redis) Exited() <-chan struct{} { return r.proc.exited }

@@ -1,90 +1,76 @@
 package testenv
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"crypto/sha1"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"net"
-	"regexp"
-	"sync/atomic"
 	"time"
+
+	"mellium.im/xmpp/component"
+	"mellium.im/xmpp/jid"
 )
 
-// Sink is a bare XEP-0114 component that counts the messages the XMPP
-// server routes to its domain. Followers at the sink's domain stand in for a
-// million recipients without a million c2s accounts.
+// Sink is a bare XEP-0114 component that counts what the XMPP server routes
+// to its domain. Followers at the sink's domain stand in for a million
+// recipients without a million c2s accounts.
 type Sink struct {
 	Domain string
-	count  atomic.Int64
-	done   chan struct{}
+	// Scan counts SinkMessages, SinkIQs, then the extra patterns given to
+	// StartSink, in that order.
+	Scan *Scanner
+	conn net.Conn
+	done chan struct{}
 }
 
-var streamID = regexp.MustCompile(`\bid=['"]([^'"]+)['"]`)
+// Indexes of a Sink's own patterns in Sink.Scan.
+const (
+	SinkMessages = 0 // "<message"
+	SinkIQs      = 1 // "<iq"
+)
+
+// DialComponent logs a component in for domain at addr (the XEP-0114
+// handshake, by mellium) and returns the bare connection: from then on the
+// caller reads and writes raw bytes.
+func DialComponent(ctx context.Context, addr, domain, secret string) (net.Conn, error) {
+	d, err := jid.Parse(domain)
+	if err != nil {
+		return nil, fmt.Errorf("component %s: %w", domain, err)
+	}
+	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("component %s: %w", domain, err)
+	}
+	// The session is only used for the handshake. Nothing is sent to the
+	// component before <handshake/>, so no stanza sits in mellium's buffer.
+	if _, err := component.NewSession(ctx, d, []byte(secret), conn); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("component %s handshake: %w", domain, err)
+	}
+	return conn, nil
+}
 
 // StartSink connects a component for domain to the component port at addr
-// (ComponentAddrOf the domain) with secret, and counts every <message it
-// receives until the test ends.
-func StartSink(t TB, addr, secret, domain string) *Sink {
+// (ComponentAddrOf the domain) with secret, and counts what it receives until
+// the test ends: messages, IQs and any further patterns.
+func StartSink(t TB, addr, secret, domain string, patterns ...string) *Sink {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	conn, err := DialComponent(ctx, addr, domain, secret)
 	if err != nil {
-		t.Fatalf("testenv: sink dial: %v", err)
+		t.Fatalf("testenv: sink: %v", err)
 	}
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	r := bufio.NewReaderSize(conn, 64<<10)
-	fmt.Fprintf(conn, `<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='%s'>`, domain)
-	header, err := r.ReadString('>')
-	for err == nil && !bytes.Contains([]byte(header), []byte("stream:stream")) {
-		header, err = r.ReadString('>')
-	}
-	m := streamID.FindStringSubmatch(header)
-	if err != nil || m == nil {
-		conn.Close()
-		t.Fatalf("testenv: sink stream header %q: %v", header, err)
-	}
-	sum := sha1.Sum([]byte(m[1] + secret))
-	fmt.Fprintf(conn, "<handshake>%s</handshake>", hex.EncodeToString(sum[:]))
-	reply, err := r.ReadString('>')
-	if err != nil || !bytes.Contains([]byte(reply), []byte("handshake")) {
-		conn.Close()
-		t.Fatalf("testenv: sink %s handshake refused: %q %v", domain, reply, err)
-	}
-	_ = conn.SetDeadline(time.Time{})
-	s := &Sink{Domain: domain, done: make(chan struct{})}
-	go s.read(r)
+	s := &Sink{Domain: domain, conn: conn, Scan: NewScanner(append([]string{"<message", "<iq"}, patterns...)...), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		_ = s.Scan.Pump(conn)
+	}()
 	t.Cleanup(func() {
-		conn.Close()
+		_ = conn.Close()
 		<-s.done
 	})
 	return s
 }
 
-// read counts "<message" in the byte stream, minding matches split across
-// reads.
-func (s *Sink) read(r io.Reader) {
-	defer close(s.done)
-	pat := []byte("<message")
-	buf := make([]byte, 64<<10)
-	keep := 0
-	for {
-		n, err := r.Read(buf[keep:])
-		if n > 0 {
-			data := buf[:keep+n]
-			s.count.Add(int64(bytes.Count(data, pat)))
-			keep = min(len(pat)-1, len(data))
-			copy(buf, data[len(data)-keep:])
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
 // Count is how many messages arrived so far.
-func (s *Sink) Count() int64 { return s.count.Load() }
+func (s *Sink) Count() int64 { return s.Scan.Count(SinkMessages) }

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -101,12 +102,23 @@ type process struct {
 
 func startProcess(t TB, logPath string, name string, args ...string) *process {
 	t.Helper()
+	return startProcessEnv(t, logPath, nil, name, args...)
+}
+
+// startProcessEnv is startProcess with the environment env (nil: this
+// process's).
+func startProcessEnv(t TB, logPath string, env []string, name string, args ...string) *process {
+	t.Helper()
 	logf, err := os.Create(logPath)
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
 	cmd := exec.Command(name, args...)
+	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// A group of its own: a Ctrl-C in the terminal reaches only the test
+	// (or make run), which then stops its servers in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		t.Fatalf("testenv: start %s: %v", name, err)
@@ -141,3 +153,32 @@ func (p *process) stop() error {
 		return fmt.Errorf("testenv: pid %d did not exit", p.cmd.Process.Pid)
 	}
 }
+
+// Addr is the loopback address of port.
+func Addr(port int) string { return addr(port) }
+
+// Port is want, or a free loopback port when want is 0.
+func Port(t TB, want int) int { return port(t, want) }
+
+// Process is a child process owned by a test, a bench run or make run.
+type Process = process
+
+// StartProcess starts name with args and the environment env (nil: this
+// process's), its output in logPath, in a process group of its own.
+func StartProcess(t TB, logPath string, env []string, name string, args ...string) *Process {
+	t.Helper()
+	return startProcessEnv(t, logPath, env, name, args...)
+}
+
+// Stop terminates the process (interrupt, then kill) and waits for it.
+func (p *process) Stop() error { return p.stop() }
+
+// Exited is closed when the process has exited.
+func (p *process) Exited() <-chan struct{} { return p.exited }
+
+// State describes how the process ended, once Exited is closed.
+func (p *process) State() string { return fmt.Sprint(p.cmd.ProcessState) }
+
+// Tail returns the end of the file at path (its last 4000 bytes), for
+// failure messages.
+func Tail(path string) string { return tail(path) }

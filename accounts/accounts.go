@@ -1,4 +1,4 @@
-package subscribers
+package accounts
 
 import (
 	"context"
@@ -15,20 +15,20 @@ import (
 // CreateUser stores a new author with the hash of their token. It returns
 // starling.ErrUserExists when the username is taken.
 func (s *RedisStore) CreateUser(ctx context.Context, username, displayName, tokenHash string, now time.Time) error {
-	created, err := s.rdb.HSetNX(ctx, s.userKey(username), "created_at", now.UTC().Format(time.RFC3339Nano)).Result()
+	created, err := s.rdb.HSetNX(ctx, s.keys.User(username), "created_at", now.UTC().Format(time.RFC3339Nano)).Result()
 	if err != nil {
-		return fmt.Errorf("subscribers: create user %q: %w", username, err)
+		return fmt.Errorf("accounts: create user %q: %w", username, err)
 	}
 	if !created {
 		return starling.ErrUserExists
 	}
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, s.userKey(username), "display_name", displayName, "token_hash", tokenHash, "posts", 0)
-		p.Set(ctx, s.tokenKey(tokenHash), username, 0)
+		p.HSet(ctx, s.keys.User(username), "display_name", displayName, "token_hash", tokenHash, "posts", 0)
+		p.Set(ctx, s.keys.Token(tokenHash), username, 0)
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("subscribers: create user %q: %w", username, err)
+		return fmt.Errorf("accounts: create user %q: %w", username, err)
 	}
 	return nil
 }
@@ -41,16 +41,16 @@ func (s *RedisStore) CreateUser(ctx context.Context, username, displayName, toke
 // GET of t:<hash>, then one HMGET of the account's token_hash and
 // display_name, so a post needs no separate profile read.
 func (s *RedisStore) UserByTokenHash(ctx context.Context, tokenHash string) (user, displayName string, err error) {
-	user, err = s.rdb.Get(ctx, s.tokenKey(tokenHash)).Result()
+	user, err = s.rdb.Get(ctx, s.keys.Token(tokenHash)).Result()
 	if errors.Is(err, redis.Nil) {
 		return "", "", starling.ErrUnknownToken
 	}
 	if err != nil {
-		return "", "", fmt.Errorf("subscribers: token lookup: %w", err)
+		return "", "", fmt.Errorf("accounts: token lookup: %w", err)
 	}
-	fields, err := s.rdb.HMGet(ctx, s.userKey(user), "token_hash", "display_name").Result()
+	fields, err := s.rdb.HMGet(ctx, s.keys.User(user), "token_hash", "display_name").Result()
 	if err != nil {
-		return "", "", fmt.Errorf("subscribers: token lookup: %w", err)
+		return "", "", fmt.Errorf("accounts: token lookup: %w", err)
 	}
 	if current, ok := fields[0].(string); !ok || current != tokenHash {
 		return "", "", starling.ErrUnknownToken
@@ -61,9 +61,9 @@ func (s *RedisStore) UserByTokenHash(ctx context.Context, tokenHash string) (use
 
 // UserExists reports whether an author exists.
 func (s *RedisStore) UserExists(ctx context.Context, username string) (bool, error) {
-	n, err := s.rdb.Exists(ctx, s.userKey(username)).Result()
+	n, err := s.rdb.Exists(ctx, s.keys.User(username)).Result()
 	if err != nil {
-		return false, fmt.Errorf("subscribers: user exists %q: %w", username, err)
+		return false, fmt.Errorf("accounts: user exists %q: %w", username, err)
 	}
 	return n == 1, nil
 }
@@ -71,19 +71,16 @@ func (s *RedisStore) UserExists(ctx context.Context, username string) (bool, err
 // Profile returns an author's profile with follower and post counts, or
 // starling.ErrUnknownUser.
 func (s *RedisStore) Profile(ctx context.Context, username string) (starling.Profile, error) {
-	var fields *redis.MapStringStringCmd
-	var followers *redis.IntCmd
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		fields = p.HGetAll(ctx, s.userKey(username))
-		followers = p.SCard(ctx, s.followersKey(username))
-		return nil
-	})
+	f, err := s.rdb.HGetAll(ctx, s.keys.User(username)).Result()
 	if err != nil {
-		return starling.Profile{}, fmt.Errorf("subscribers: profile %q: %w", username, err)
+		return starling.Profile{}, fmt.Errorf("accounts: profile %q: %w", username, err)
 	}
-	f := fields.Val()
 	if len(f) == 0 {
 		return starling.Profile{}, starling.ErrUnknownUser
+	}
+	followers, err := s.graph.FollowerCount(ctx, username)
+	if err != nil {
+		return starling.Profile{}, fmt.Errorf("accounts: profile %q: %w", username, err)
 	}
 	created, _ := time.Parse(time.RFC3339Nano, f["created_at"])
 	posts, _ := strconv.ParseInt(f["posts"], 10, 64)
@@ -92,7 +89,7 @@ func (s *RedisStore) Profile(ctx context.Context, username string) (starling.Pro
 		DisplayName: f["display_name"],
 		Bio:         f["bio"],
 		CreatedAt:   created,
-		Followers:   followers.Val(),
+		Followers:   followers,
 		Posts:       posts,
 	}, nil
 }
@@ -115,9 +112,9 @@ func (s *RedisStore) UpdateProfile(ctx context.Context, username string, display
 		args = append(args, "bio", *bio)
 	}
 	if len(args) > 0 {
-		ok, err := updateProfile.Run(ctx, s.rdb, []string{s.userKey(username)}, args...).Int()
+		ok, err := updateProfile.Run(ctx, s.rdb, []string{s.keys.User(username)}, args...).Int()
 		if err != nil {
-			return starling.Profile{}, fmt.Errorf("subscribers: update profile %q: %w", username, err)
+			return starling.Profile{}, fmt.Errorf("accounts: update profile %q: %w", username, err)
 		}
 		if ok == 0 {
 			return starling.Profile{}, starling.ErrUnknownUser
@@ -140,20 +137,20 @@ return old or ''`)
 // and the old one deleted last, and UserByTokenHash checks both against the
 // account, so a crash midway leaves exactly one working token.
 func (s *RedisStore) RotateToken(ctx context.Context, username, tokenHash string) error {
-	if err := s.rdb.Set(ctx, s.tokenKey(tokenHash), username, 0).Err(); err != nil {
-		return fmt.Errorf("subscribers: rotate token of %q: %w", username, err)
+	if err := s.rdb.Set(ctx, s.keys.Token(tokenHash), username, 0).Err(); err != nil {
+		return fmt.Errorf("accounts: rotate token of %q: %w", username, err)
 	}
-	old, err := swapToken.Run(ctx, s.rdb, []string{s.userKey(username)}, tokenHash).Text()
+	old, err := swapToken.Run(ctx, s.rdb, []string{s.keys.User(username)}, tokenHash).Text()
 	if errors.Is(err, redis.Nil) {
-		_ = s.rdb.Del(ctx, s.tokenKey(tokenHash)).Err()
+		_ = s.rdb.Del(ctx, s.keys.Token(tokenHash)).Err()
 		return starling.ErrUnknownUser
 	}
 	if err != nil {
-		return fmt.Errorf("subscribers: rotate token of %q: %w", username, err)
+		return fmt.Errorf("accounts: rotate token of %q: %w", username, err)
 	}
 	if old != "" && old != tokenHash {
-		if err := s.rdb.Del(ctx, s.tokenKey(old)).Err(); err != nil {
-			return fmt.Errorf("subscribers: rotate token of %q: %w", username, err)
+		if err := s.rdb.Del(ctx, s.keys.Token(old)).Err(); err != nil {
+			return fmt.Errorf("accounts: rotate token of %q: %w", username, err)
 		}
 	}
 	return nil
@@ -164,24 +161,24 @@ func (s *RedisStore) RotateToken(ctx context.Context, username, tokenHash string
 // and true; the caller publishes that one instead, so a retry can only ever
 // repeat the first post (JetStream deduplicates it by id).
 func (s *RedisStore) ReserveIdempotent(ctx context.Context, author, key string, p starling.Post) (starling.Post, bool, error) {
-	return s.reserve(ctx, s.idemKey(author, key), p)
+	return s.reserve(ctx, s.keys.Idempotency(author, key), p)
 }
 
 // MarkIdempotentDone records that the post reserved under the author's
 // Idempotency-Key has been published, so that a retry after JetStream's
 // two-minute duplicate window returns it without publishing it again.
 func (s *RedisStore) MarkIdempotentDone(ctx context.Context, author, key string) error {
-	if err := s.rdb.Set(ctx, s.idemKey(author, key)+":done", "1", s.cfg.IdempotencyTTL).Err(); err != nil {
-		return fmt.Errorf("subscribers: idempotency: %w", err)
+	if err := s.rdb.Set(ctx, s.keys.IdempotencyDone(author, key), "1", s.cfg.IdempotencyTTL).Err(); err != nil {
+		return fmt.Errorf("accounts: idempotency: %w", err)
 	}
 	return nil
 }
 
 // IdempotentDone reports whether MarkIdempotentDone was called for the key.
 func (s *RedisStore) IdempotentDone(ctx context.Context, author, key string) (bool, error) {
-	n, err := s.rdb.Exists(ctx, s.idemKey(author, key)+":done").Result()
+	n, err := s.rdb.Exists(ctx, s.keys.IdempotencyDone(author, key)).Result()
 	if err != nil {
-		return false, fmt.Errorf("subscribers: idempotency: %w", err)
+		return false, fmt.Errorf("accounts: idempotency: %w", err)
 	}
 	return n == 1, nil
 }
@@ -190,28 +187,28 @@ func (s *RedisStore) IdempotentDone(ctx context.Context, author, key string) (bo
 // or returns the retraction reserved by an earlier attempt and true, so that
 // retried deletions publish one retraction (deduplicated by its id).
 func (s *RedisStore) ReserveRetraction(ctx context.Context, author, id string, p starling.Post) (starling.Post, bool, error) {
-	return s.reserve(ctx, s.retractionKey(author, id), p)
+	return s.reserve(ctx, s.keys.Retraction(author, id), p)
 }
 
 func (s *RedisStore) reserve(ctx context.Context, k string, p starling.Post) (starling.Post, bool, error) {
 	data, err := json.Marshal(p)
 	if err != nil {
-		return starling.Post{}, false, fmt.Errorf("subscribers: idempotency: %w", err)
+		return starling.Post{}, false, fmt.Errorf("accounts: idempotency: %w", err)
 	}
 	ok, err := s.rdb.SetNX(ctx, k, data, s.cfg.IdempotencyTTL).Result()
 	if err != nil {
-		return starling.Post{}, false, fmt.Errorf("subscribers: idempotency: %w", err)
+		return starling.Post{}, false, fmt.Errorf("accounts: idempotency: %w", err)
 	}
 	if ok {
 		return p, false, nil
 	}
 	old, err := s.rdb.Get(ctx, k).Bytes()
 	if err != nil {
-		return starling.Post{}, false, fmt.Errorf("subscribers: idempotency: %w", err)
+		return starling.Post{}, false, fmt.Errorf("accounts: idempotency: %w", err)
 	}
 	var first starling.Post
 	if err := json.Unmarshal(old, &first); err != nil {
-		return starling.Post{}, false, fmt.Errorf("subscribers: idempotency: %w", err)
+		return starling.Post{}, false, fmt.Errorf("accounts: idempotency: %w", err)
 	}
 	return first, true, nil
 }

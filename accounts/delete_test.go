@@ -1,4 +1,4 @@
-package subscribers
+package accounts
 
 import (
 	"context"
@@ -11,12 +11,14 @@ import (
 
 	"starling.dev/starling"
 	"starling.dev/starling/internal/testenv"
+	"starling.dev/starling/subscribers"
 )
 
 func TestDeleteUser(t *testing.T) {
 	r := testenv.StartRedis(t)
 	ctx := context.Background()
 	s := newStore(t, r)
+	g := subscribers.NewRedisStore(s.rdb, s.cfg.Prefix)
 	for _, u := range []string{"alice", "carol"} {
 		if err := s.CreateUser(ctx, u, u, "hash-"+u, time.Now()); err != nil {
 			t.Fatal(err)
@@ -27,11 +29,11 @@ func TestDeleteUser(t *testing.T) {
 		jids[i] = fmt.Sprintf("f%d@example.org", i)
 	}
 	for i := 0; i < len(jids); i += 1000 {
-		if _, err := s.AddFollowers(ctx, "alice", jids[i:min(i+1000, len(jids))]); err != nil {
+		if _, err := g.AddFollowers(ctx, "alice", jids[i:min(i+1000, len(jids))]); err != nil {
 			t.Fatal(err)
 		}
 	}
-	s.Follow(ctx, "carol", jids[0])
+	g.Follow(ctx, "carol", jids[0])
 	if err := s.RecordPost(ctx, starling.Post{ID: "01A", Author: "alice", Text: "hi"}); err != nil {
 		t.Fatal(err)
 	}
@@ -44,10 +46,10 @@ func TestDeleteUser(t *testing.T) {
 	if _, _, err := s.UserByTokenHash(ctx, "hash-alice"); !errors.Is(err, starling.ErrUnknownToken) {
 		t.Fatalf("token of a deleted user: %v", err)
 	}
-	if f, _ := s.Following(ctx, jids[0]); !slices.Equal(f, []string{"carol"}) {
+	if f, _ := g.Following(ctx, jids[0]); !slices.Equal(f, []string{"carol"}) {
 		t.Fatalf("following of %s = %v", jids[0], f)
 	}
-	if f, _ := s.Following(ctx, jids[2499]); len(f) != 0 {
+	if f, _ := g.Following(ctx, jids[2499]); len(f) != 0 {
 		t.Fatalf("following of %s = %v", jids[2499], f)
 	}
 	if _, ok, _ := s.StatusByID(ctx, "01A"); ok {
@@ -73,27 +75,5 @@ func TestDeleteUser(t *testing.T) {
 	}
 	if p, _ := s.Profile(ctx, "alice"); p.Followers != 0 || p.Posts != 0 {
 		t.Fatalf("new alice inherits %+v", p)
-	}
-}
-
-func TestAddFollowers(t *testing.T) {
-	r := testenv.StartRedis(t)
-	ctx := context.Background()
-	s := newStore(t, r)
-	n, err := s.AddFollowers(ctx, "alice", []string{"a@x.org", "b@x.org", "a@x.org"})
-	if err != nil || n != 2 {
-		t.Fatalf("AddFollowers = %d %v", n, err)
-	}
-	if n, _ := s.AddFollowers(ctx, "alice", []string{"b@x.org", "c@x.org"}); n != 1 {
-		t.Fatalf("second AddFollowers = %d, want 1", n)
-	}
-	if n, _ := s.AddFollowers(ctx, "alice", nil); n != 0 {
-		t.Fatal("empty batch added something")
-	}
-	if f, _ := s.Following(ctx, "c@x.org"); !slices.Equal(f, []string{"alice"}) {
-		t.Fatalf("followee index: %v", f)
-	}
-	if ok, _ := s.IsFollower(ctx, "alice", "a@x.org"); !ok {
-		t.Fatal("IsFollower(a) = false")
 	}
 }

@@ -1,4 +1,4 @@
-package subscribers
+package accounts
 
 import (
 	"context"
@@ -18,13 +18,6 @@ import (
 // index a:<id> names the author of a post for GET /v1/statuses/{id}; it lives
 // in another slot and is written outside the author's scripts. An a:<id>
 // left behind by a crash only leads to a missing hash field, that is to a 404.
-
-func (s *RedisStore) postsKey(user string) string     { return s.cfg.Prefix + "p:{" + user + "}" }
-func (s *RedisStore) postOrderKey(user string) string { return s.cfg.Prefix + "l:{" + user + "}" }
-func (s *RedisStore) statusKey(id string) string      { return s.cfg.Prefix + "a:" + id }
-func (s *RedisStore) retractionKey(user, id string) string {
-	return s.cfg.Prefix + "x:{" + user + "}:" + id
-}
 
 // recordPost stores a post once and trims the author's history to ARGV[3]
 // posts, returning the ids it dropped. It does nothing for an author that does
@@ -54,13 +47,13 @@ return old`)
 func (s *RedisStore) RecordPost(ctx context.Context, p starling.Post) error {
 	data, err := json.Marshal(p)
 	if err != nil {
-		return fmt.Errorf("subscribers: record post: %w", err)
+		return fmt.Errorf("accounts: record post: %w", err)
 	}
-	keys := []string{s.userKey(p.Author), s.postsKey(p.Author), s.postOrderKey(p.Author)}
+	keys := []string{s.keys.User(p.Author), s.keys.Posts(p.Author), s.keys.PostOrder(p.Author)}
 	var index *redis.StatusCmd
 	var record *redis.Cmd
 	_, _ = s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-		index = pipe.Set(ctx, s.statusKey(p.ID), p.Author, 0)
+		index = pipe.Set(ctx, s.keys.PostAuthor(p.ID), p.Author, 0)
 		record = recordPost.EvalSha(ctx, pipe, keys, p.ID, data, s.cfg.RecentPosts)
 		return nil
 	})
@@ -68,8 +61,8 @@ func (s *RedisStore) RecordPost(ctx context.Context, p starling.Post) error {
 		// The script may have run all the same (in a cluster the two keys
 		// live on different nodes): write the index again so that a post in
 		// the history keeps one.
-		if err := s.rdb.Set(ctx, s.statusKey(p.ID), p.Author, 0).Err(); err != nil {
-			return fmt.Errorf("subscribers: record post %s: %w", p.ID, err)
+		if err := s.rdb.Set(ctx, s.keys.PostAuthor(p.ID), p.Author, 0).Err(); err != nil {
+			return fmt.Errorf("accounts: record post %s: %w", p.ID, err)
 		}
 	}
 	if redis.HasErrorPrefix(record.Err(), "NOSCRIPT") {
@@ -78,7 +71,7 @@ func (s *RedisStore) RecordPost(ctx context.Context, p starling.Post) error {
 	}
 	dropped, err := record.StringSlice()
 	if err != nil {
-		return fmt.Errorf("subscribers: record post %s: %w", p.ID, err)
+		return fmt.Errorf("accounts: record post %s: %w", p.ID, err)
 	}
 	return s.dropStatusIndex(ctx, dropped)
 }
@@ -90,12 +83,12 @@ func (s *RedisStore) dropStatusIndex(ctx context.Context, ids []string) error {
 	}
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, id := range ids {
-			p.Del(ctx, s.statusKey(id))
+			p.Del(ctx, s.keys.PostAuthor(id))
 		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("subscribers: drop status index: %w", err)
+		return fmt.Errorf("accounts: drop status index: %w", err)
 	}
 	return nil
 }
@@ -122,10 +115,10 @@ func (s *RedisStore) Statuses(ctx context.Context, username, before string, n in
 	if before != "" {
 		bound = "(" + before
 	}
-	keys := []string{s.postOrderKey(username), s.postsKey(username)}
+	keys := []string{s.keys.PostOrder(username), s.keys.Posts(username)}
 	raw, err := postPage.Run(ctx, s.rdb, keys, bound, n).Slice()
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("subscribers: posts of %q: %w", username, err)
+		return nil, fmt.Errorf("accounts: posts of %q: %w", username, err)
 	}
 	posts := make([]starling.Post, 0, len(raw))
 	for _, r := range raw {
@@ -135,7 +128,7 @@ func (s *RedisStore) Statuses(ctx context.Context, username, before string, n in
 		}
 		var p starling.Post
 		if err := json.Unmarshal([]byte(data), &p); err != nil {
-			return nil, fmt.Errorf("subscribers: posts of %q: %w", username, err)
+			return nil, fmt.Errorf("accounts: posts of %q: %w", username, err)
 		}
 		posts = append(posts, p)
 	}
@@ -145,23 +138,23 @@ func (s *RedisStore) Statuses(ctx context.Context, username, before string, n in
 // StatusByID returns a post still in its author's history and true, or false
 // when there is none with that id.
 func (s *RedisStore) StatusByID(ctx context.Context, id string) (starling.Post, bool, error) {
-	author, err := s.rdb.Get(ctx, s.statusKey(id)).Result()
+	author, err := s.rdb.Get(ctx, s.keys.PostAuthor(id)).Result()
 	if errors.Is(err, redis.Nil) {
 		return starling.Post{}, false, nil
 	}
 	if err != nil {
-		return starling.Post{}, false, fmt.Errorf("subscribers: status %s: %w", id, err)
+		return starling.Post{}, false, fmt.Errorf("accounts: status %s: %w", id, err)
 	}
-	data, err := s.rdb.HGet(ctx, s.postsKey(author), id).Bytes()
+	data, err := s.rdb.HGet(ctx, s.keys.Posts(author), id).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return starling.Post{}, false, nil
 	}
 	if err != nil {
-		return starling.Post{}, false, fmt.Errorf("subscribers: status %s: %w", id, err)
+		return starling.Post{}, false, fmt.Errorf("accounts: status %s: %w", id, err)
 	}
 	var p starling.Post
 	if err := json.Unmarshal(data, &p); err != nil {
-		return starling.Post{}, false, fmt.Errorf("subscribers: status %s: %w", id, err)
+		return starling.Post{}, false, fmt.Errorf("accounts: status %s: %w", id, err)
 	}
 	return p, true, nil
 }
@@ -177,13 +170,13 @@ return 1`)
 // Statuses and RecentPosts no longer return it. It reports whether the post
 // was there; deleting it again is harmless.
 func (s *RedisStore) DeletePost(ctx context.Context, author, id string) (bool, error) {
-	keys := []string{s.userKey(author), s.postsKey(author), s.postOrderKey(author)}
+	keys := []string{s.keys.User(author), s.keys.Posts(author), s.keys.PostOrder(author)}
 	n, err := deletePost.Run(ctx, s.rdb, keys, id).Int()
 	if err != nil {
-		return false, fmt.Errorf("subscribers: delete post %s: %w", id, err)
+		return false, fmt.Errorf("accounts: delete post %s: %w", id, err)
 	}
-	if err := s.rdb.Del(ctx, s.statusKey(id)).Err(); err != nil {
-		return n == 1, fmt.Errorf("subscribers: delete post %s: %w", id, err)
+	if err := s.rdb.Del(ctx, s.keys.PostAuthor(id)).Err(); err != nil {
+		return n == 1, fmt.Errorf("accounts: delete post %s: %w", id, err)
 	}
 	return n == 1, nil
 }

@@ -1,4 +1,4 @@
-package subscribers
+package accounts
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 
 	"starling.dev/starling"
 	"starling.dev/starling/internal/testenv"
+	"starling.dev/starling/subscribers"
 )
 
 // roundTrips counts the commands and pipelines a client sends: one round
@@ -52,7 +53,7 @@ func TestPostPathRoundTrips(t *testing.T) {
 	rdb := r.Client(t)
 	h := &roundTrips{}
 	rdb.AddHook(h)
-	s, err := NewRedisStore(rdb, RedisConfig{Prefix: testenv.Prefix(t), RecentPosts: 2})
+	s, err := NewRedisStore(rdb, subscribers.NewRedisStore(rdb, testenv.Prefix(t)), RedisConfig{Prefix: testenv.Prefix(t), RecentPosts: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +83,7 @@ func TestPostPathRoundTrips(t *testing.T) {
 			t.Errorf("StatusByID(%s) = %v %v, want %v", id, ok, err, want)
 		}
 	}
-	if n, _ := rdb.Exists(ctx, s.statusKey("01")).Result(); n != 0 {
+	if n, _ := rdb.Exists(ctx, s.keys.PostAuthor("01")).Result(); n != 0 {
 		t.Error("the index of a trimmed post is left")
 	}
 }
@@ -122,7 +123,7 @@ func TestTokenOfDeletedAccount(t *testing.T) {
 	if err := s.CreateUser(ctx, "alice", "Alice", "h1", time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.rdb.Del(ctx, s.userKey("alice")).Err(); err != nil {
+	if err := s.rdb.Del(ctx, s.keys.User("alice")).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := s.UserByTokenHash(ctx, "h1"); !errors.Is(err, starling.ErrUnknownToken) {
@@ -141,7 +142,7 @@ func TestTokenLookupRedisDown(t *testing.T) {
 	l.Close()
 	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
 	defer rdb.Close()
-	s, err := NewRedisStore(rdb, RedisConfig{})
+	s, err := NewRedisStore(rdb, subscribers.NewRedisStore(rdb, ""), RedisConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package subscribers
+package accounts
 
 import (
 	"context"
@@ -13,10 +13,7 @@ import (
 func TestPostHistory(t *testing.T) {
 	r := testenv.StartRedis(t)
 	ctx := context.Background()
-	s, err := NewRedisStore(r.Client(t), RedisConfig{Prefix: testenv.Prefix(t), RecentPosts: 5})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newStoreConfig(t, r, RedisConfig{RecentPosts: 5})
 	if err := s.CreateUser(ctx, "alice", "Alice", "h", time.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +116,7 @@ func TestAccountChanges(t *testing.T) {
 		t.Fatalf("token of nobody: %v", err)
 	}
 	// A t: key the account does not name (a crash between the writes) is no token.
-	if err := s.rdb.Set(ctx, s.tokenKey("h1"), "alice", 0).Err(); err != nil {
+	if err := s.rdb.Set(ctx, s.keys.Token("h1"), "alice", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := s.UserByTokenHash(ctx, "h1"); err != starling.ErrUnknownToken {

@@ -1,0 +1,491 @@
+package fanout
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"starling.dev/starling"
+)
+
+// These tests run the Pipeline against a real embedded JetStream; only our
+// own interfaces (FollowerPager, BatchSink, StanzaSender) are faked.
+
+// startJetStream runs an in-process nats-server with JetStream and returns
+// a client on it. (internal/testenv imports the whole application, this
+// package included, so a test inside the package cannot use it.)
+func startJetStream(t *testing.T) jetstream.JetStream {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(s.Shutdown)
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := EnsureStreams(context.Background(), js); err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// eventually polls cond until it holds or within passes.
+func eventually(t *testing.T, within time.Duration, cond func() bool, msg string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %s", within, fmt.Sprintf(msg, args...))
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval, not synchronisation
+	}
+}
+
+// logBuffer collects the pipeline's log lines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// sender records deliveries; fail decides whether a call fails.
+type sender struct {
+	mu    sync.Mutex
+	calls []time.Time
+	got   []string // "<msg id> <jid>" of each delivered recipient
+	fail  func(call int) error
+	hang  bool // block until ctx ends, like a server that never answers
+}
+
+func (s *sender) WaitReady(context.Context) error { return nil }
+
+func (s *sender) DeliverBatch(ctx context.Context, b Batch) error {
+	s.mu.Lock()
+	s.calls = append(s.calls, time.Now())
+	call := len(s.calls)
+	s.mu.Unlock()
+	if s.hang {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	if s.fail != nil {
+		if err := s.fail(call); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return b.Recipients(func(j []byte) error { s.got = append(s.got, b.MsgID()+" "+string(j)); return nil })
+}
+
+func (s *sender) callTimes() []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.calls)
+}
+
+func (s *sender) delivered() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.got)
+}
+
+// everyone has the same followers, whoever the author.
+type everyone []string
+
+func (e everyone) ScanFollowers(_ context.Context, _ string, _ int, page func([]string) error) error {
+	return page(e)
+}
+
+type rig struct {
+	js   jetstream.JetStream
+	reg  *prometheus.Registry
+	logs *logBuffer
+}
+
+// runPipeline starts a Pipeline over a fresh JetStream; sink nil means the
+// real JetStreamSink. It stops when the test ends.
+func runPipeline(t *testing.T, pager FollowerPager, sink BatchSink, snd StanzaSender, cfg ConsumerConfig) *rig {
+	t.Helper()
+	r := &rig{js: startJetStream(t), reg: prometheus.NewRegistry(), logs: &logBuffer{}}
+	if sink == nil {
+		sink = NewJetStreamSink(r.js)
+	}
+	m := NewMetrics(r.reg)
+	log := slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	p, err := NewPipeline(r.js, NewFanout(pager, sink, m), NewSend(snd, time.Second, m), log, m, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("pipeline: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("pipeline did not stop")
+		}
+	})
+	return r
+}
+
+func (r *rig) publishPost(t *testing.T, id string) {
+	t.Helper()
+	if _, err := NewPostPublisher(r.js).PublishPost(context.Background(), starling.Post{ID: id, Author: "alice", Text: "hi"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (r *rig) publishRaw(t *testing.T, subject string, data []byte) {
+	t.Helper()
+	if _, err := r.js.Publish(context.Background(), subject, data); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// deadLetters returns the dead-letter stream's messages.
+func (r *rig) deadLetters(t *testing.T) []*jetstream.RawStreamMsg {
+	t.Helper()
+	ctx := context.Background()
+	s, err := r.js.Stream(ctx, deadLetterStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*jetstream.RawStreamMsg
+	for seq := info.State.FirstSeq; seq > 0 && seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func (r *rig) consumerInfo(t *testing.T, stream, name string) *jetstream.ConsumerInfo {
+	t.Helper()
+	c, err := r.js.Consumer(context.Background(), stream, name)
+	if err != nil {
+		return nil // not created yet
+	}
+	info, err := c.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
+}
+
+// settled reports whether the consumer has acknowledged (or terminated)
+// everything it was given and nothing waits.
+func (r *rig) settled(t *testing.T, stream, name string) bool {
+	info := r.consumerInfo(t, stream, name)
+	return info != nil && info.Delivered.Stream > 0 && info.NumAckPending == 0 && info.NumPending == 0 && info.NumRedelivered == 0
+}
+
+func (r *rig) streamMsgs(t *testing.T, stream string) uint64 {
+	t.Helper()
+	s, err := r.js.Stream(context.Background(), stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+// counter sums the samples of a counter whose labels include want.
+func (r *rig) counter(t *testing.T, name string, want map[string]string) float64 {
+	t.Helper()
+	families, err := r.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if v, ok := want[l.GetName()]; ok && v != l.GetValue() {
+					continue metrics
+				}
+			}
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
+}
+
+func TestPipelineDeadLettersPoison(t *testing.T) {
+	snd := &sender{}
+	// One worker per stage: the good message queues behind the poison.
+	r := runPipeline(t, everyone{"bob@example.org"}, nil, snd, ConsumerConfig{FanoutWorkers: 1, FirstWorkers: 1, SendWorkers: 1})
+	r.publishRaw(t, PostSubject("alice"), []byte("not a post"))
+	r.publishRaw(t, firstLaneSubject, []byte("B1 x\nnot a batch"))
+	r.publishPost(t, "good")
+
+	eventually(t, 10*time.Second, func() bool { return len(snd.delivered()) == 1 && len(r.deadLetters(t)) == 2 },
+		"want the good post delivered and two dead letters; delivered %v", snd.delivered())
+	if got := snd.delivered(); got[0] != "good.0 bob@example.org" {
+		t.Fatalf("delivered %v", got)
+	}
+	want := map[string]struct{ subject, data string }{
+		PostsStream:      {PostSubject("alice"), "not a post"},
+		DeliveriesStream: {firstLaneSubject, "B1 x\nnot a batch"},
+	}
+	for _, letter := range r.deadLetters(t) {
+		h := letter.Header
+		stream := h.Get(headerStream)
+		w, ok := want[stream]
+		if !ok || letter.Subject != deadLetterSubjectPrefix+stream || h.Get(headerSubject) != w.subject ||
+			string(letter.Data) != w.data || h.Get(headerReason) != reasonUndecodable ||
+			h.Get(headerDeliveries) != "1" || h.Get(headerSequence) != "1" || !strings.Contains(h.Get(headerError), "undecodable") {
+			t.Errorf("dead letter %s %q headers %v", letter.Subject, letter.Data, h)
+		}
+		delete(want, stream)
+	}
+	for stream, n := range map[string]float64{PostsStream: 1, DeliveriesStream: 1} {
+		if got := r.counter(t, "starling_fanout_dead_letters_total", map[string]string{"stream": stream, "reason": reasonUndecodable}); got != n {
+			t.Errorf("dead letters from %s counted %v, want %v", stream, got, n)
+		}
+	}
+	if got := r.counter(t, "starling_fanout_undecodable_total", nil); got != 2 {
+		t.Errorf("undecodable counted %v", got)
+	}
+	if logs := r.logs.String(); strings.Count(logs, "message dead-lettered") != 2 {
+		t.Errorf("want two dead-letter log lines:\n%s", logs)
+	}
+	// Nothing is left to come back: the poison was terminated, not naked.
+	eventually(t, 5*time.Second, func() bool {
+		return r.settled(t, PostsStream, FanoutConsumer) && r.settled(t, DeliveriesStream, firstSenderConsumer)
+	}, "consumers still hold messages")
+	if r.streamMsgs(t, DeliveriesStream) != 0 {
+		t.Error("the work queue still holds a batch")
+	}
+}
+
+func TestPipelineRetriesAfterGrowingDelay(t *testing.T) {
+	const delay = 200 * time.Millisecond
+	snd := &sender{fail: func(call int) error {
+		if call <= 3 {
+			return errors.New("component: stream closed")
+		}
+		return nil
+	}}
+	r := runPipeline(t, everyone{"bob@example.org"}, nil, snd, ConsumerConfig{RetryDelay: delay, MaxRetryDelay: time.Minute})
+	r.publishPost(t, "p1")
+	eventually(t, 15*time.Second, func() bool { return len(snd.delivered()) == 1 }, "batch never delivered")
+	eventually(t, 5*time.Second, func() bool {
+		return r.settled(t, DeliveriesStream, firstSenderConsumer) || r.streamMsgs(t, DeliveriesStream) == 0
+	},
+		"batch not acknowledged after the failure cleared")
+	if n := r.streamMsgs(t, DeliveriesStream); n != 0 {
+		t.Fatalf("%d batches left in the work queue; the delivered one was not acked", n)
+	}
+	calls := snd.callTimes()
+	if len(calls) != 4 {
+		t.Fatalf("%d attempts, want 3 failures and 1 success", len(calls))
+	}
+	// A Nak with delay: each attempt comes back after its delay (doubling),
+	// not at once, and not only after AckWait (30 s).
+	for i, want := range []time.Duration{delay, 2 * delay, 4 * delay} {
+		gap := calls[i+1].Sub(calls[i])
+		if gap < want-20*time.Millisecond || gap > want+5*time.Second {
+			t.Errorf("attempt %d came %s after the failure, want about %s", i+2, gap, want)
+		}
+	}
+	if got := r.counter(t, "starling_fanout_send_errors_total", nil); got != 3 {
+		t.Errorf("send errors counted %v", got)
+	}
+	if got := r.counter(t, "starling_fanout_dead_letters_total", nil); got != 0 {
+		t.Errorf("dead letters counted %v", got)
+	}
+}
+
+func TestPipelineDeadLettersExhaustedBatch(t *testing.T) {
+	snd := &sender{fail: func(int) error { return errors.New("item-not-found") }}
+	r := runPipeline(t, everyone{"bob@example.org"}, nil, snd, ConsumerConfig{RetryDelay: 10 * time.Millisecond, BatchMaxDeliver: 3})
+	r.publishPost(t, "p1")
+	eventually(t, 10*time.Second, func() bool { return len(r.deadLetters(t)) == 1 }, "batch never dead-lettered")
+	h := r.deadLetters(t)[0].Header
+	if h.Get(headerStream) != DeliveriesStream || h.Get(headerReason) != reasonExhausted ||
+		h.Get(headerDeliveries) != "3" || !strings.Contains(h.Get(headerError), "item-not-found") {
+		t.Fatalf("dead letter headers %v", h)
+	}
+	if n := len(snd.callTimes()); n != 3 {
+		t.Fatalf("%d attempts, want BatchMaxDeliver = 3", n)
+	}
+	eventually(t, 5*time.Second, func() bool { return r.streamMsgs(t, DeliveriesStream) == 0 }, "batch still queued")
+	if got := r.counter(t, "starling_fanout_dead_letters_total", map[string]string{"reason": reasonExhausted}); got != 1 {
+		t.Errorf("dead letters counted %v", got)
+	}
+}
+
+func TestPipelineDeadLettersLastAttemptThatNeverAnswers(t *testing.T) {
+	// The only attempt hangs past AckWait, as if the process had died: the
+	// server's one extra delivery records it instead of dropping it.
+	snd := &sender{hang: true}
+	r := runPipeline(t, everyone{"bob@example.org"}, nil, snd,
+		ConsumerConfig{AckWait: 300 * time.Millisecond, BatchMaxDeliver: 1, FirstWorkers: 2})
+	r.publishPost(t, "p1")
+	eventually(t, 10*time.Second, func() bool { return len(r.deadLetters(t)) == 1 }, "batch never dead-lettered")
+	h := r.deadLetters(t)[0].Header
+	if h.Get(headerReason) != reasonExhausted || h.Get(headerDeliveries) != "2" || !strings.Contains(h.Get(headerError), "AckWait") {
+		t.Fatalf("dead letter headers %v", h)
+	}
+	if n := len(snd.callTimes()); n != 1 {
+		t.Fatalf("%d attempts, want 1", n)
+	}
+}
+
+// gateSink is a BatchSink whose batches become durable only when the test
+// says so, or fail.
+type gateSink struct {
+	mu      sync.Mutex
+	batches []string
+	open    chan struct{}
+	fail    func(n int) error // for the n'th batch (from 1)
+}
+
+type gatePending struct {
+	open <-chan struct{}
+	err  error
+}
+
+func (g gatePending) Wait(ctx context.Context) error {
+	select {
+	case <-g.open:
+		return g.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (g *gateSink) PublishBatch(_ context.Context, b Batch) (Pending, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.batches = append(g.batches, b.MsgID())
+	var err error
+	if g.fail != nil {
+		err = g.fail(len(g.batches))
+	}
+	return gatePending{g.open, err}, nil
+}
+
+func (g *gateSink) count() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.batches)
+}
+
+// pages serves fixed pages of followers.
+type pages [][]string
+
+func (p pages) ScanFollowers(_ context.Context, _ string, _ int, page func([]string) error) error {
+	for _, pg := range p {
+		if err := page(pg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func TestPipelineAcksPostOnlyWhenEveryBatchIsStored(t *testing.T) {
+	sink := &gateSink{open: make(chan struct{})}
+	r := runPipeline(t, pages{{"a@x"}, {"b@x"}, {"c@x"}}, sink, &sender{}, ConsumerConfig{})
+	r.publishPost(t, "p1")
+	eventually(t, 10*time.Second, func() bool { return sink.count() == 3 }, "post not fanned out")
+	// Every batch is published, none is durable yet: the post is held.
+	info := r.consumerInfo(t, PostsStream, FanoutConsumer)
+	if info.NumAckPending != 1 || info.AckFloor.Stream != 0 {
+		t.Fatalf("post settled before its batches were stored: %d pending, ack floor %d", info.NumAckPending, info.AckFloor.Stream)
+	}
+	close(sink.open)
+	eventually(t, 5*time.Second, func() bool { return r.settled(t, PostsStream, FanoutConsumer) }, "post not acked once its batches were stored")
+}
+
+func TestPipelineRetriesPostWhoseBatchWasNotStored(t *testing.T) {
+	open := make(chan struct{})
+	close(open)
+	sink := &gateSink{open: open, fail: func(n int) error {
+		if n == 2 {
+			return errors.New("nats: timeout")
+		}
+		return nil
+	}}
+	r := runPipeline(t, pages{{"a@x"}, {"b@x"}}, sink, &sender{}, ConsumerConfig{RetryDelay: 50 * time.Millisecond})
+	r.publishPost(t, "p1")
+	// The first round's second batch failed: the post comes back and is
+	// fanned out again (JetStream drops the duplicate batches by id).
+	eventually(t, 10*time.Second, func() bool { return sink.count() == 4 }, "post not retried; %d batches", sink.count())
+	eventually(t, 5*time.Second, func() bool {
+		info := r.consumerInfo(t, PostsStream, FanoutConsumer)
+		return info.NumAckPending == 0 && info.AckFloor.Stream == 1
+	}, "post not acked after the retry")
+	if n := sink.count(); n != 4 {
+		t.Fatalf("%d batches published, want 2 per attempt", n)
+	}
+}
+
+func TestRetryDelayGrows(t *testing.T) {
+	c := ConsumerConfig{RetryDelay: time.Second, MaxRetryDelay: 5 * time.Second}.withDefaults()
+	var got []time.Duration
+	for attempt := range uint64(6) {
+		got = append(got, c.retryDelay(attempt+1))
+	}
+	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 5 * time.Second, 5 * time.Second, 5 * time.Second}
+	if !slices.Equal(got, want) {
+		t.Fatalf("delays %v, want %v", got, want)
+	}
+	if d := (ConsumerConfig{}).withDefaults().retryDelay(1000); d != defaultMaxRetryDelay {
+		t.Fatalf("delay after many attempts = %s", d)
+	}
+}

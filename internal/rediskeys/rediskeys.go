@@ -1,0 +1,85 @@
+// Package rediskeys is the one description of Starling's Redis key layout.
+// The accounts and subscribers stores build every key through a Layout, and
+// Families lists each key family with its meaning; docs/ARCHITECTURE.md has
+// the same table, and a test keeps the two equal.
+//
+// Keys of one author share the hash tag {<username>} and keys of one follower
+// the tag {<bare jid>}, so Redis Cluster keeps each group on one slot and the
+// scripts over a group run there. Nothing writes two families of different
+// tags in one command or script.
+package rediskeys
+
+// Layout builds keys under a prefix (empty means none).
+type Layout struct {
+	Prefix string
+}
+
+// Family is one kind of key: its pattern as written in the docs, the Redis
+// type, the package that owns it, and what it holds.
+type Family struct {
+	Pattern, Type, Owner, Holds string
+}
+
+// Families are every key family, in the order of the docs' table.
+var Families = []Family{
+	{"u:{<user>}", "hash", "accounts", "profile: display_name, bio, created_at, token_hash, posts (count)"},
+	{"t:<sha256 hex>", "string", "accounts", "username owning that token hash"},
+	{"p:{<user>}", "hash", "accounts", "post id → post JSON, the author's recent history"},
+	{"l:{<user>}", "sorted set", "accounts", "the history's post ids, all scored 0 (ULIDs sort by time)"},
+	{"a:<post id>", "string", "accounts", "author of a post, for GET /v1/statuses/{id}"},
+	{"i:{<user>}:<key>", "string", "accounts", "idempotency record of one POST /v1/statuses (post JSON, 24 h)"},
+	{"d:{<user>}:<key>", "string", "accounts", "marks the post of an idempotency record as published (24 h)"},
+	{"x:{<user>}:<post id>", "string", "accounts", "retraction reserved for deleting that post (24 h)"},
+	{"f:{<user>}", "set", "subscribers", "bare JIDs of the author's followers"},
+	{"g:<jid>", "hash", "subscribers", "usernames the JID follows → \"1\" (a listpack while small)"},
+	{"s:{<jid>}", "hash", "subscribers", "follower state: off, presence, asked, granted, bounces, unreachable"},
+	{"o:{<jid>}", "set", "subscribers", "the JID's resources online"},
+	{"pg", "hash", "subscribers", "bare JID → our JID it granted its presence to (probe targets)"},
+}
+
+// User is u:{<user>}.
+func (l Layout) User(user string) string { return l.Prefix + "u:{" + user + "}" }
+
+// Token is t:<sha256 hex>.
+func (l Layout) Token(hash string) string { return l.Prefix + "t:" + hash }
+
+// Posts is p:{<user>}.
+func (l Layout) Posts(user string) string { return l.Prefix + "p:{" + user + "}" }
+
+// PostOrder is l:{<user>}.
+func (l Layout) PostOrder(user string) string { return l.Prefix + "l:{" + user + "}" }
+
+// PostAuthor is a:<post id>.
+func (l Layout) PostAuthor(id string) string { return l.Prefix + "a:" + id }
+
+// Idempotency is i:{<user>}:<key>.
+func (l Layout) Idempotency(user, key string) string {
+	return l.Prefix + "i:{" + user + "}:" + key
+}
+
+// IdempotencyDone is d:{<user>}:<key>. It is a family of its own so that no
+// client-chosen key can name it (an Idempotency-Key ending in ":done" once
+// could).
+func (l Layout) IdempotencyDone(user, key string) string {
+	return l.Prefix + "d:{" + user + "}:" + key
+}
+
+// Retraction is x:{<user>}:<post id>.
+func (l Layout) Retraction(user, id string) string {
+	return l.Prefix + "x:{" + user + "}:" + id
+}
+
+// Followers is f:{<user>}.
+func (l Layout) Followers(user string) string { return l.Prefix + "f:{" + user + "}" }
+
+// Following is g:<jid>.
+func (l Layout) Following(jid string) string { return l.Prefix + "g:" + jid }
+
+// State is s:{<jid>}.
+func (l Layout) State(jid string) string { return l.Prefix + "s:{" + jid + "}" }
+
+// Resources is o:{<jid>}.
+func (l Layout) Resources(jid string) string { return l.Prefix + "o:{" + jid + "}" }
+
+// ProbeGrants is pg.
+func (l Layout) ProbeGrants() string { return l.Prefix + "pg" }

@@ -1,0 +1,197 @@
+package xmpp
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"mellium.im/xmpp"
+	"mellium.im/xmpp/component"
+)
+
+// errNotConnected is returned by DeliverBatch while no component connection
+// is up; the batch stays in JetStream and is retried.
+var errNotConnected = errors.New("xmpp: component not connected")
+
+const (
+	// dialTimeout bounds the dial and the XEP-0114 handshake.
+	dialTimeout = 10 * time.Second
+	// healthyLink is how long a connection must have lasted for the next
+	// reconnect to start again from MinBackoff.
+	healthyLink = 30 * time.Second
+	// writeBuffer is the delivery writer's buffer: several chunks of
+	// stanzas, so that one chunk is usually one write.
+	writeBuffer = 64 << 10
+)
+
+// link is one negotiated connection.
+type link struct {
+	sess *xmpp.Session
+	conn net.Conn
+	w    *bufio.Writer // raw delivery writes; used only under the session's write lock
+}
+
+// Run connects and reconnects with backoff until ctx ends; then it closes the
+// stream politely and returns nil.
+func (c *Component) Run(ctx context.Context) error {
+	backoff := c.cfg.MinBackoff
+	for {
+		start := time.Now()
+		err := c.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(start) > healthyLink {
+			backoff = c.cfg.MinBackoff
+		}
+		c.log.Warn("component link down; reconnecting", "addr", c.cfg.Addr, "err", err, "in", backoff)
+		if !sleep(ctx, backoff) {
+			return nil
+		}
+		backoff = min(2*backoff, c.cfg.MaxBackoff)
+	}
+}
+
+// sleep waits for d and reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// session dials, negotiates and serves one connection until it ends.
+func (c *Component) session(ctx context.Context) error {
+	l, err := c.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer l.conn.Close()
+	c.up(l)
+	defer c.down(l)
+	c.log.Info("component connected", "domain", c.cfg.Domain, "addr", c.cfg.Addr)
+
+	stop := context.AfterFunc(ctx, func() {
+		_ = l.sess.Close()
+		_ = l.conn.Close()
+	})
+	defer stop()
+	stopProbes := c.probe(ctx, l)
+	defer stopProbes()
+	return l.sess.Serve(c.handler())
+}
+
+// dial connects to the server's component port and logs in.
+func (c *Component) dial(ctx context.Context) (*link, error) {
+	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(dctx, "tcp", c.cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("xmpp: dial %s: %w", c.cfg.Addr, err)
+	}
+	sess, err := component.NewSession(dctx, c.domain, []byte(c.cfg.Secret), conn)
+	if err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("xmpp: component handshake as %s: %w", c.cfg.Domain, err)
+	}
+	return &link{sess: sess, conn: conn, w: bufio.NewWriterSize(conn, writeBuffer)}, nil
+}
+
+// probe starts the presence probes of connection l and returns the
+// function that stops them and waits for them: they belong to the
+// connection and end with it.
+func (c *Component) probe(ctx context.Context, l *link) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.probeAll(ctx, func(b []byte) error { return c.writeRaw(l, b) })
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// up publishes l as the live connection.
+func (c *Component) up(l *link) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.live = l
+	close(c.ready)
+	c.metrics.up(true)
+}
+
+// down withdraws l, if it is still the live connection, and fails every
+// ping waiting for an answer on it: those answers will never come.
+func (c *Component) down(l *link) {
+	c.mu.Lock()
+	if c.live == l {
+		c.live = nil
+		c.ready = make(chan struct{})
+		c.metrics.up(false)
+	}
+	c.mu.Unlock()
+	c.pings.failAll(errNotConnected)
+}
+
+func (c *Component) current() *link {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.live
+}
+
+// WaitReady blocks until a connection is up or ctx ends.
+func (c *Component) WaitReady(ctx context.Context) error {
+	c.mu.Lock()
+	ready := c.ready
+	c.mu.Unlock()
+	select {
+	case <-ready:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", errNotConnected, ctx.Err())
+	}
+}
+
+// Connected reports whether a connection is up (for readiness checks).
+func (c *Component) Connected() bool { return c.current() != nil }
+
+// writeRaw writes pre-rendered stanzas.
+func (c *Component) writeRaw(l *link, b []byte) error {
+	return c.locked(l, func(w *bufio.Writer) error {
+		_, err := w.Write(b)
+		return err
+	})
+}
+
+// locked runs write with the connection's buffered writer under the
+// session's write lock, so that raw bytes never interleave with what mellium
+// writes (the handlers' replies), and flushes once. A failed or partial
+// write leaves the stream unusable, so the connection is closed and Run
+// reconnects.
+func (c *Component) locked(l *link, write func(*bufio.Writer) error) error {
+	tw := l.sess.TokenWriter()
+	defer tw.Close()
+	err := tw.Flush()
+	if err == nil {
+		_ = l.conn.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
+		err = write(l.w)
+		if err == nil {
+			err = l.w.Flush()
+		}
+		_ = l.conn.SetWriteDeadline(time.Time{})
+	}
+	if err != nil {
+		_ = l.conn.Close()
+	}
+	return err
+}
