@@ -5,7 +5,7 @@
 #   make test    install missing servers, go vet, go test -race             — scripts/test.sh
 #   make deps    install prosody and redis-server when missing               — scripts/deps.sh
 #   make build   bin/starling-gateway and bin/starling-api
-#   make lint    gofmt, go vet, staticcheck
+#   make lint    gofmt, go vet, staticcheck, and go.mod tidy (go mod tidy -diff)
 #   make bench   the benchmark suite (bench/, real servers, < 15 min); writes docs/BENCHMARKS.md
 #   make bench-quick   the same with small audiences (< 1 min)
 #   make bench-go      Go micro-benchmarks only
@@ -43,6 +43,10 @@ lint:
 	fi
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
+	@if ! $(GO) mod tidy -diff >/dev/null; then \
+		echo "go.mod/go.sum are not tidy (direct requirements must be marked direct): run go mod tidy"; \
+		$(GO) mod tidy -diff; exit 1; \
+	fi
 
 bench:
 	$(GO) run ./bench

@@ -53,7 +53,7 @@ func IsXMLChar(r rune) bool {
 
 // XMLRuneAt decodes the rune at s[i:] and reports whether XML can carry it
 // (valid UTF-8 and an XML Char). It is the one walk behind CheckXMLText and
-// AppendXMLText.
+// appendXMLText.
 func XMLRuneAt(s string, i int) (r rune, size int, ok bool) {
 	r, size = utf8.DecodeRuneInString(s[i:])
 	if r == utf8.RuneError && size <= 1 {
@@ -81,9 +81,9 @@ func CheckXMLText(field, s string) (int, error) {
 	return n, nil
 }
 
-// AppendXMLText appends s to dst without the bytes XML 1.0 cannot carry
+// appendXMLText appends s to dst without the bytes XML 1.0 cannot carry
 // (invalid UTF-8 and characters outside Char). It escapes nothing.
-func AppendXMLText(dst []byte, s string) []byte {
+func appendXMLText(dst []byte, s string) []byte {
 	for i := 0; i < len(s); {
 		_, size, ok := XMLRuneAt(s, i)
 		if ok {
@@ -100,7 +100,7 @@ func CleanXMLText(s string) string {
 	if _, err := CheckXMLText("", s); err == nil {
 		return s
 	}
-	return string(AppendXMLText(make([]byte, 0, len(s)), s))
+	return string(appendXMLText(make([]byte, 0, len(s)), s))
 }
 
 // CheckPostText reports why text cannot be a post of at most max code

@@ -14,7 +14,7 @@ var scenarioDocs = []struct{ name, title, how string }{
 		"Every receiver in this suite counts `<message` with `bytes.Count` over 256 KiB reads instead of parsing XML, so it runs far above any rate measured below: " +
 		"the figures are the servers' and Starling's, not the receiver's."},
 	{"raw", "raw: the XMPP server's routing limit", "A minimal component (mellium handshake, then raw bytes) logs in as `microblog.localhost` and writes " +
-		"`xmpp.NewDelivery(...).WriteTo` output — byte for byte the stanzas Starling sends — to `f<i>@sink.localhost`, 500 per batch, each batch followed by an XEP-0199 ping " +
+		"`xmpp.NewDelivery(...).AppendTo` output — byte for byte the stanzas Starling sends — to `f<i>@sink.localhost`, 500 per batch, each batch followed by an XEP-0199 ping " +
 		"to the server, at most 8 batches unanswered (ejabberd disconnects a component with more than 10,000 queued stanzas: `max_fsm_queue`). " +
 		"The server routes them to the `sink.localhost` component, which counts them. Time: first byte written → last stanza counted at the sink."},
 	{"memory", "Redis: loading and memory per follow edge", "Followers are loaded with the store's own `RedisStore.AddFollowers` (what the admin import uses: " +

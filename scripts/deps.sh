@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/deps.sh — make sure the system tools Starling's tests and `make run` need are installed.
 #
-#   scripts/deps.sh              prosody, redis-server (and curl, used by scripts/run.sh)
+#   scripts/deps.sh              prosody, redis-server (and curl, used by the README tour)
 #   scripts/deps.sh --ejabberd   the same plus ejabberd
 #
 # Missing packages come from Debian's archive. As root the script runs `apt-get update` (once) and

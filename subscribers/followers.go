@@ -33,15 +33,6 @@ func (s *RedisStore) AddFollowers(ctx context.Context, author string, jids []str
 	return int(added.Val()), nil
 }
 
-// IsFollower reports whether the bare JID follows author.
-func (s *RedisStore) IsFollower(ctx context.Context, author, jid string) (bool, error) {
-	ok, err := s.rdb.SIsMember(ctx, s.keys.Followers(author), jid).Result()
-	if err != nil {
-		return false, fmt.Errorf("subscribers: is %s a follower of %s: %w", jid, author, err)
-	}
-	return ok, nil
-}
-
 // deletePage is how many followers DropFollowers handles per round trip,
 // which bounds its memory however many followers the author has.
 const deletePage = 1000

@@ -28,12 +28,12 @@ const (
 )
 
 // BounceLimit is how many bounced deliveries in a row make a follower count
-// as unreachable: skipped until they show up again, or for BounceRetry.
+// as unreachable: skipped until they show up again, or for bounceRetry.
 const BounceLimit = 3
 
-// BounceRetry is how long an unreachable follower is skipped before a
+// bounceRetry is how long an unreachable follower is skipped before a
 // delivery is tried again.
-const BounceRetry = time.Hour
+const bounceRetry = time.Hour
 
 // setPresence adds or removes a resource and derives the JID's presence.
 // "Offline" is believed only from a JID that granted us its presence: only
@@ -87,7 +87,7 @@ return n
 
 // Bounced counts a delivery the follower's server sent back with an error.
 // After BounceLimit in a row the follower is unreachable: skipped for
-// BounceRetry, or until an available presence from them.
+// bounceRetry, or until an available presence from them.
 func (s *RedisStore) Bounced(ctx context.Context, jid string) (int64, error) {
 	n, err := bounce.Run(ctx, s.rdb, []string{s.keys.State(jid)}, BounceLimit, time.Now().Unix()).Int64()
 	if err != nil {
@@ -148,7 +148,7 @@ func stateOf(v []any) FollowerState {
 // paused, not known to be offline (unknown counts as reachable), and not
 // recently unreachable.
 func (st FollowerState) deliverable(now time.Time) bool {
-	return !st.Paused && st.Presence != presenceOff && now.Sub(st.Unreachable) >= BounceRetry
+	return !st.Paused && st.Presence != presenceOff && now.Sub(st.Unreachable) >= bounceRetry
 }
 
 // FirstAsk reports whether this is the first time we ask the JID for a

@@ -10,7 +10,8 @@ import (
 // Verb is a canonical IM command name.
 type Verb string
 
-// The commands of DESIGN.md, after aliases are resolved.
+// The IM commands of the contract (docs/ARCHITECTURE.md, "Followers in their
+// Jabber client"), after aliases are resolved.
 const (
 	VerbHelp      Verb = "help"
 	VerbFollow    Verb = "follow"
