@@ -25,6 +25,8 @@ type Component struct {
 	pacer   *pacer
 	// pingHead is the delivery ping up to its id, rendered once.
 	pingHead []byte
+	// pingTo is Config.PingTo parsed: only its answers confirm a chunk.
+	pingTo jid.JID
 
 	mu    sync.Mutex // guards live and ready
 	live  *link
@@ -51,5 +53,6 @@ func New(store Store, metrics *Metrics, log *slog.Logger, cfg Config) (*Componen
 		pacer:    newPacer(cfg.QueueDelay, minWindow, maxWindow),
 		ready:    make(chan struct{}),
 		pingHead: renderPingHead(cfg.Domain, cfg.PingTo),
+		pingTo:   jid.MustParse(cfg.PingTo),
 	}, nil
 }

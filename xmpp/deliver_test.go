@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -280,5 +281,42 @@ func TestDeliverBatchNotConnected(t *testing.T) {
 	}
 	if c.Connected() {
 		t.Fatal("Connected before Run")
+	}
+}
+
+// TestForgedPingAnswerChangesNothing: a result with a ping's id from anyone
+// but the server (here a user of it, answering before the server would)
+// confirms nothing; the batch is acknowledged only on the server's answer.
+func TestForgedPingAnswerChangesNothing(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	var genuine atomic.Bool
+	ep := startEndpoint(t, testDomain, testSecret, func(c *endpointConn, ping endpointStanza) {
+		c.write(`<iq type='result' from='mallory@` + ping.To + `' to='` + ping.From + `' id='` + ping.ID + `'/>`)
+		c.write(`<iq type='result' from='` + ping.To + `/res' to='` + ping.From + `' id='` + ping.ID + `'/>`)
+		if genuine.Load() {
+			c.answer(ping)
+		}
+	})
+	c := startComponent(t, ep, func(cfg *Config) { cfg.PingTimeout = timeout })
+	if err := result(t, deliverAsync(t, c, testBatch(t, 0, 3)), timeout+5*time.Second); err == nil {
+		t.Fatal("forged answers confirmed a batch the server never confirmed")
+	}
+	genuine.Store(true)
+	if err := result(t, deliverAsync(t, c, testBatch(t, 0, 3)), 5*time.Second); err != nil {
+		t.Fatalf("the server's own answer: %v", err)
+	}
+}
+
+// TestPingIDsAreUnpredictable: ids carry 128 random bits, so neither a user
+// nor another replica can name a ping that is not theirs.
+func TestPingIDsAreUnpredictable(t *testing.T) {
+	p := newPings()
+	seen := map[string]bool{}
+	for range 1000 {
+		id := p.add(func(error) {})
+		if len(id) != len(pingPrefix)+2*pingIDBytes || seen[id] {
+			t.Fatalf("ping id %q: wrong length or repeated", id)
+		}
+		seen[id] = true
 	}
 }

@@ -63,8 +63,9 @@ func (c *Component) handleIQ(t xmlstream.TokenReadEncoder, start *xml.StartEleme
 	switch stanza.IQType(in.Type) {
 	case stanza.ResultIQ, stanza.ErrorIQ:
 		// Any answer, even an error, proves the server has routed
-		// everything written before the ping.
-		if strings.HasPrefix(in.ID, pingPrefix) {
+		// everything written before the ping; but only the server's own
+		// answer does: anyone can send us a result.
+		if strings.HasPrefix(in.ID, pingPrefix) && c.fromPingTarget(in.From) {
 			c.pings.resolve(in.ID, nil)
 		}
 		return nil
@@ -260,4 +261,11 @@ func marshal(v any) xml.TokenReader {
 		panic("xmpp: marshal of a fixed payload type: " + err.Error())
 	}
 	return xmltok.StripXMLNS(xml.NewDecoder(bytes.NewReader(b)))
+}
+
+// fromPingTarget reports whether from is the JID delivery pings go to
+// (Config.PingTo, the server's own host by default), compared as JIDs.
+func (c *Component) fromPingTarget(from string) bool {
+	j, err := jid.Parse(from)
+	return err == nil && j.Equal(c.pingTo)
 }

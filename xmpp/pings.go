@@ -1,17 +1,22 @@
 package xmpp
 
 import (
-	"strconv"
+	"crypto/rand"
+	"encoding/hex"
 	"sync"
 )
 
 // pingPrefix marks the ids of the delivery round-trip pings.
 const pingPrefix = "stl-ping-"
 
+// pingIDBytes is how many random bytes follow the prefix. An answer confirms
+// a chunk, so an id must not be guessable by anyone who might forge one, nor
+// repeat across the replicas that share a component domain.
+const pingIDBytes = 16
+
 // pings tracks delivery pings waiting for the server's answer.
 type pings struct {
 	mu      sync.Mutex
-	next    uint64
 	waiting map[string]func(error)
 }
 
@@ -20,10 +25,11 @@ func newPings() *pings { return &pings{waiting: make(map[string]func(error))} }
 // add registers a new ping and returns its id; done is called once, with
 // nil when the server answers it or the reason it never will.
 func (p *pings) add(done func(error)) string {
+	var b [pingIDBytes]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	id := pingPrefix + hex.EncodeToString(b[:])
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.next++
-	id := pingPrefix + strconv.FormatUint(p.next, 36)
 	p.waiting[id] = done
 	return id
 }
