@@ -45,12 +45,17 @@ func (e *apiError) Error() string {
 // out (nil: ignore it). Answers 429 and 503 are retried after their
 // Retry-After, at most maxRetries times.
 func (c *client) do(ctx context.Context, method, path string, body []byte, contentType string, out any) error {
+	return c.doWith(ctx, method, path, body, contentType, nil, out)
+}
+
+// doWith is do with extra request headers, sent alike on every retry.
+func (c *client) doWith(ctx context.Context, method, path string, body []byte, contentType string, header http.Header, out any) error {
 	for attempt := 0; ; attempt++ {
 		var rd io.Reader
 		if body != nil {
 			rd = bytes.NewReader(body)
 		}
-		resp, err := c.send(ctx, method, path, rd, int64(len(body)), contentType)
+		resp, err := c.send(ctx, method, path, rd, int64(len(body)), contentType, header)
 		if err != nil {
 			return err
 		}
@@ -69,10 +74,13 @@ func (c *client) do(ctx context.Context, method, path string, body []byte, conte
 }
 
 // send makes one request; size is the body's length, -1 when unknown.
-func (c *client) send(ctx context.Context, method, path string, body io.Reader, size int64, contentType string) (*http.Response, error) {
+func (c *client) send(ctx context.Context, method, path string, body io.Reader, size int64, contentType string, header http.Header) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
 		return nil, err
+	}
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	if body != nil {
 		req.ContentLength = size

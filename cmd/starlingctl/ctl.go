@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 )
@@ -156,7 +159,17 @@ func (c *ctl) post(ctx context.Context, args []string) error {
 	}
 	c.api.token = *token
 	body, _ := json.Marshal(map[string]string{"text": strings.Join(rest, " ")})
-	return c.printJSON(ctx, "POST", "/v1/statuses", body)
+	// One key for every attempt: a retry after a 503 or a lost answer
+	// repeats the post instead of posting it twice.
+	var key [16]byte
+	_, _ = rand.Read(key[:])
+	header := http.Header{"Idempotency-Key": {hex.EncodeToString(key[:])}}
+	var out json.RawMessage
+	if err := c.api.doWith(ctx, "POST", "/v1/statuses", body, "application/json", header, &out); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(c.stdout, string(out))
+	return err
 }
 
 // printJSON sends a JSON request and prints the answer on one line.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -161,5 +162,36 @@ func TestFollowersImportExport(t *testing.T) {
 	}
 	if r := ctlRun(t, srv, "", "followers", "import", "alice", "/no/such/file"); r.code != exitFailed {
 		t.Fatalf("import of a missing file: %+v", r)
+	}
+}
+
+// TestPostRetryKeepsItsIdempotencyKey: a post answered 503 is retried with
+// the Idempotency-Key of its first attempt, so a retry cannot post twice.
+func TestPostRetryKeepsItsIdempotencyKey(t *testing.T) {
+	var (
+		mu   sync.Mutex
+		keys []string
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		keys = append(keys, r.Header.Get("Idempotency-Key"))
+		first := len(keys) == 1
+		mu.Unlock()
+		if first {
+			w.Header().Set("Retry-After", "0")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+		fmt.Fprintln(w, `{"id":"01J","author":"alice","text":"hi"}`)
+	}))
+	t.Cleanup(srv.Close)
+	if r := ctlRun(t, srv, "", "--token", "tok", "post", "hi"); r.code != exitOK {
+		t.Fatalf("post: %+v", r)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(keys) != 2 || keys[0] == "" || keys[0] != keys[1] {
+		t.Fatalf("Idempotency-Key per attempt: %q; want one non-empty key twice", keys)
 	}
 }

@@ -35,7 +35,7 @@ func (c *ctl) importFollowers(ctx context.Context, user, file string) error {
 	prog := newProgress(c.stderr, size, c.progressEvery)
 	body := &countingReader{r: in, n: &prog.sent}
 	stop := prog.start()
-	resp, err := c.api.send(ctx, "POST", "/v1/users/"+pathEscape(user)+"/followers/import", body, size, "text/plain; charset=utf-8")
+	resp, err := c.api.send(ctx, "POST", "/v1/users/"+pathEscape(user)+"/followers/import", body, size, "text/plain; charset=utf-8", nil)
 	stop()
 	if err != nil {
 		return err
