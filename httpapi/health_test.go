@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"starling.dev/starling/internal/health"
 )
 
 func TestHealthz(t *testing.T) {
@@ -25,13 +27,13 @@ func TestReadyz(t *testing.T) {
 	hang := func(context.Context) error { <-release; return nil }
 	cases := []struct {
 		name   string
-		checks []func(context.Context) error
+		checks []health.Check
 		detail string // "" means ready
 	}{
 		{"no checks", nil, ""},
-		{"all pass", []func(context.Context) error{pass, pass}, ""},
-		{"one fails", []func(context.Context) error{pass, fail}, "check 1: redis: connection refused"},
-		{"one hangs", []func(context.Context) error{hang, pass}, "check 0: no answer within 2s"},
+		{"all pass", []health.Check{{Name: "nats", Func: pass}, {Name: "redis", Func: pass}}, ""},
+		{"one fails", []health.Check{{Name: "nats", Func: pass}, {Name: "redis", Func: fail}}, "redis: redis: connection refused"},
+		{"one hangs", []health.Check{{Name: "nats", Func: hang}, {Name: "redis", Func: pass}}, "nats: no answer within 2s"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"starling.dev/starling/internal/health"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -45,7 +47,7 @@ func newJetStreamAPI(t *testing.T, ensureStreams bool) *jetStreamAPI {
 	}
 	redisReady := func(ctx context.Context) error { return rdb.Ping(ctx).Err() }
 	e := newAPI(t, storeOn(t, rdb), fanout.NewPostPublisher(js), func(c *Config) {
-		c.Ready = []func(context.Context) error{natsReady, redisReady}
+		c.Ready = []health.Check{{Name: "nats", Func: natsReady}, {Name: "redis", Func: redisReady}}
 	})
 	return &jetStreamAPI{apiEnv: e, nats: n, nc: nc, js: js}
 }
@@ -95,7 +97,7 @@ func TestPostThroughJetStream(t *testing.T) {
 		t.Fatalf("Retry-After = %q, want 1", ra)
 	}
 	e.wantPosts(t, "alice", 1)
-	wantProblem(t, e.do(t, request{method: http.MethodGet, path: "/readyz"}), 503, typeNotReady, "check 0: nats:")
+	wantProblem(t, e.do(t, request{method: http.MethodGet, path: "/readyz"}), 503, typeNotReady, "nats: nats:")
 }
 
 // TestPostWithoutStream answers 503 when JetStream has no POSTS stream.

@@ -11,30 +11,37 @@ import (
 	"starling.dev/starling/internal/ratelimit"
 )
 
-// Default rate limits: generous enough for scripts and end-to-end tests that
-// post dozens of times a second from one address, tight enough that one
-// client cannot monopolise the API or guess tokens at speed.
+// Default rate limits, the one place they are written (cmd/api's flags use
+// them): generous enough for scripts and end-to-end tests that post dozens
+// of times a second from one address, tight enough that one client cannot
+// monopolise the API or guess tokens at speed. RateLimits' zero value is
+// not these defaults but no limit at all.
 const (
-	defaultIPRate     = 100 // requests per second per client IP
-	defaultIPBurst    = 200
-	defaultTokenRate  = 50 // requests per second per bearer token
-	defaultTokenBurst = 100
-	// maxLimiterKeys bounds the buckets of each keyed limiter (see
-	// ratelimit.Config.MaxKeys).
-	maxLimiterKeys = ratelimit.DefaultMaxKeys
+	DefaultIPRate     = 100 // requests per second per client IP
+	DefaultIPBurst    = 200
+	DefaultTokenRate  = 50 // requests per second per bearer token
+	DefaultTokenBurst = 100
 )
 
-// RateLimits are token buckets per client IP and per bearer token. A rate of
-// zero means the default; a negative rate turns that limit off.
+// maxLimiterKeys bounds the buckets of each keyed limiter (see
+// ratelimit.Config.MaxKeys).
+const maxLimiterKeys = ratelimit.DefaultMaxKeys
+
+// RateLimits are token buckets per client IP and per bearer token. The zero
+// value limits nothing; DefaultIPRate and its siblings are the limits a
+// deployment usually wants.
 type RateLimits struct {
-	// IPPerSecond is the sustained request rate of one client IP; zero means 100.
+	// IPPerSecond is the sustained request rate of one client IP; zero
+	// means no limit per IP.
 	IPPerSecond float64
-	// IPBurst is how many requests one IP may make at once; zero means 200.
+	// IPBurst is how many requests one IP may make at once; zero means
+	// IPPerSecond rounded up, at least 1.
 	IPBurst int
 	// TokenPerSecond is the sustained request rate of one bearer token
-	// (valid or not); zero means 50.
+	// (valid or not); zero means no limit per token.
 	TokenPerSecond float64
-	// TokenBurst is how many requests one token may make at once; zero means 100.
+	// TokenBurst is how many requests one token may make at once; zero
+	// means TokenPerSecond rounded up, at least 1.
 	TokenBurst int
 }
 
@@ -43,26 +50,25 @@ func (l RateLimits) Validate() error {
 	if l.IPBurst < 0 || l.TokenBurst < 0 {
 		return errors.New("httpapi: rate limit bursts must not be negative")
 	}
-	if bad := func(r float64) bool { return math.IsNaN(r) || math.IsInf(r, 1) }; bad(l.IPPerSecond) || bad(l.TokenPerSecond) {
-		return errors.New("httpapi: rate limits must be finite numbers")
+	if bad := func(r float64) bool { return math.IsNaN(r) || math.IsInf(r, 0) || r < 0 }; bad(l.IPPerSecond) || bad(l.TokenPerSecond) {
+		return errors.New("httpapi: rate limits must be finite and not negative (zero means no limit)")
 	}
 	return nil
 }
 
 func (l RateLimits) withDefaults() RateLimits {
-	if l.IPPerSecond == 0 {
-		l.IPPerSecond = defaultIPRate
-	}
-	if l.IPBurst == 0 {
-		l.IPBurst = defaultIPBurst
-	}
-	if l.TokenPerSecond == 0 {
-		l.TokenPerSecond = defaultTokenRate
-	}
-	if l.TokenBurst == 0 {
-		l.TokenBurst = defaultTokenBurst
-	}
+	l.IPBurst = defaultBurst(l.IPPerSecond, l.IPBurst)
+	l.TokenBurst = defaultBurst(l.TokenPerSecond, l.TokenBurst)
 	return l
+}
+
+// defaultBurst is burst, or when it is zero the rate rounded up (at least
+// 1, at most math.MaxInt32): a bucket that holds one second's requests.
+func defaultBurst(perSecond float64, burst int) int {
+	if burst != 0 {
+		return burst
+	}
+	return max(1, int(math.Min(math.Ceil(perSecond), math.MaxInt32)))
 }
 
 // limiters holds the two keyed limiters; a nil one is off.
@@ -85,7 +91,7 @@ func newLimiters(l RateLimits) *limiters {
 // bounded by maxLimiterKeys.
 type keyedLimiter struct{ keyed *ratelimit.Limiter }
 
-// newKeyedLimiter takes a positive rate and a defaulted burst, as
+// newKeyedLimiter takes a positive rate and a positive burst, as
 // RateLimits.Validate and withDefaults leave them; anything else is a bug.
 func newKeyedLimiter(perSecond float64, burst int) *keyedLimiter {
 	l, err := ratelimit.New(ratelimit.Config{Rate: perSecond, Burst: burst, MaxKeys: maxLimiterKeys})

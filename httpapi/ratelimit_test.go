@@ -42,7 +42,7 @@ func TestRateLimits(t *testing.T) {
 
 func TestRateLimitsOff(t *testing.T) {
 	e := newAPI(t, newRedisStore(t), &fakePublisher{}, func(c *Config) {
-		c.RateLimits = RateLimits{IPPerSecond: -1, TokenPerSecond: -1}
+		c.RateLimits = RateLimits{} // zero rates mean no limit
 	})
 	for range 300 {
 		if rec := e.do(t, request{method: http.MethodGet, path: "/v1/users/nobody"}); rec.Code != http.StatusNotFound {
@@ -62,9 +62,26 @@ func TestKeyedLimiterEvicts(t *testing.T) {
 }
 
 func TestRateLimitsValidate(t *testing.T) {
-	for _, l := range []RateLimits{{IPBurst: -1}, {IPPerSecond: math.NaN()}, {TokenPerSecond: math.Inf(1)}} {
+	for _, l := range []RateLimits{{IPBurst: -1}, {IPPerSecond: math.NaN()}, {TokenPerSecond: math.Inf(1)}, {IPPerSecond: -1}} {
 		if l.Validate() == nil {
 			t.Errorf("%+v accepted", l)
+		}
+	}
+}
+
+func TestDefaultBurst(t *testing.T) {
+	for _, c := range []struct {
+		rate        float64
+		burst, want int
+	}{
+		{rate: 0, burst: 0, want: 1},
+		{rate: 0.001, burst: 0, want: 1},
+		{rate: 2.5, burst: 0, want: 3},
+		{rate: 50, burst: 7, want: 7},
+		{rate: math.MaxFloat64, burst: 0, want: math.MaxInt32},
+	} {
+		if got := defaultBurst(c.rate, c.burst); got != c.want {
+			t.Errorf("defaultBurst(%g, %d) = %d, want %d", c.rate, c.burst, got, c.want)
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"starling.dev/starling"
+	"starling.dev/starling/internal/health"
 )
 
 // Accounts is what the API needs of the accounts store: accounts and their
@@ -103,7 +104,7 @@ type Config struct {
 	MaxPostChars int
 	// Ready are the checks behind /readyz (NATS and Redis reachable); /readyz
 	// is 200 when all pass within 2 s. Nil means always ready.
-	Ready []func(context.Context) error
+	Ready []health.Check
 	// Logger receives the request log and unexpected errors; nil discards them.
 	Logger *slog.Logger
 	// Registerer receives the API's metrics; nil means a private registry
@@ -114,7 +115,7 @@ type Config struct {
 	// Now is the clock posts and accounts are stamped with; nil means time.Now.
 	Now func() time.Time
 	// RateLimits bounds requests per client IP and per bearer token; the
-	// zero value means the defaults (see RateLimits).
+	// zero value means no limits (see RateLimits and DefaultIPRate).
 	RateLimits RateLimits
 	// MaxImportBytes bounds the body of a follower import; zero means 1 GiB
 	// (about 30 million lines).
@@ -136,10 +137,8 @@ func (c Config) Validate() error {
 	if err := c.RateLimits.Validate(); err != nil {
 		return err
 	}
-	for i, check := range c.Ready {
-		if check == nil {
-			return fmt.Errorf("httpapi: Ready[%d] is nil", i)
-		}
+	if _, err := health.New(health.Config{Checks: c.Ready}); err != nil {
+		return fmt.Errorf("httpapi: Ready: %w", err)
 	}
 	return nil
 }
@@ -176,6 +175,7 @@ type server struct {
 	metrics   *metrics
 	router    *chi.Mux
 	limits    *limiters
+	probes    *health.Handler
 }
 
 // New returns the API's router. acc, graph and pub are used concurrently by
@@ -194,6 +194,12 @@ func New(acc Accounts, graph Followers, pub Publisher, cfg Config) (http.Handler
 	}
 	s := &server{acc: acc, graph: graph, pub: pub, cfg: cfg, log: cfg.Logger, ids: newIDSource(), metrics: m,
 		limits: newLimiters(cfg.RateLimits)}
+	s.probes, err = health.New(health.Config{
+		Checks: cfg.Ready, Timeout: readyTimeout, ProblemType: typeNotReady, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
 	s.adminHash = sha256.Sum256([]byte(cfg.AdminToken))
 	s.routes()
 	return s.router, nil

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"starling.dev/starling/internal/health"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -15,11 +17,11 @@ func TestConfigValidate(t *testing.T) {
 		err  string
 	}{
 		{"minimal", Config{Domain: testDomain}, ""},
-		{"full", Config{Domain: testDomain, AdminToken: "x", MaxPostChars: 280, Ready: []func(context.Context) error{ok}}, ""},
+		{"full", Config{Domain: testDomain, AdminToken: "x", MaxPostChars: 280, Ready: []health.Check{{Name: "ok", Func: ok}}}, ""},
 		{"no domain", Config{}, "Domain is required"},
 		{"domain with localpart", Config{Domain: "a@b"}, "not a domain"},
 		{"negative max", Config{Domain: testDomain, MaxPostChars: -1}, "MaxPostChars"},
-		{"nil check", Config{Domain: testDomain, Ready: []func(context.Context) error{ok, nil}}, "Ready[1]"},
+		{"nil check", Config{Domain: testDomain, Ready: []health.Check{{Name: "ok", Func: ok}, {Name: "broken"}}}, "Ready"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -2,14 +2,13 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 
 	"starling.dev/starling/fanout"
 	"starling.dev/starling/httpapi"
@@ -21,71 +20,72 @@ type APIHooks struct {
 	Listening func(addr string)
 }
 
+// apiGrace bounds how long requests in flight may take to finish at
+// shutdown.
+const apiGrace = 10 * time.Second
+
 // RunAPI serves the HTTP API until ctx ends, then stops accepting requests,
 // finishes those in flight (up to 10 s), drains NATS and closes Redis.
 func RunAPI(ctx context.Context, cfg API, log *slog.Logger, hooks APIHooks) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	rdb, err := openRedis(cfg.RedisURL)
+	in, err := openInfra(cfg.infraConfig(), log)
 	if err != nil {
 		return err
 	}
-	defer rdb.Close()
-	nc, err := connectNATS(cfg.NATSURL, "starling-api", log)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	// The streams usually exist (the gateway makes them too); when NATS is
-	// not up yet, publishing answers 503 until it is, and this retries.
-	sctx, stopStreams := context.WithCancel(ctx)
-	streamsDone := make(chan struct{})
-	go func() {
-		defer close(streamsDone)
-		_ = retry(sctx, log, "creating JetStream streams", func(ctx context.Context) error {
-			return fanout.EnsureStreams(ctx, js)
-		})
-	}()
-	// Stopped and waited for before NATS closes, however RunAPI returns.
-	defer func() {
-		stopStreams()
-		<-streamsDone
-	}()
-
-	st, err := openStores(rdb, cfg.RedisPrefix, cfg.PostHistory)
-	if err != nil {
-		return err
-	}
-	reg := newRegistry()
-	h, err := httpapi.New(st.accountStore, st.graphStore, fanout.NewPostPublisher(js), httpapi.Config{
-		Domain:       cfg.Domain,
-		AdminToken:   cfg.AdminToken,
-		MaxPostChars: cfg.MaxPostChars,
-		Ready:        []func(context.Context) error{natsReady(nc), redisReady(rdb)},
-		Logger:       log,
-		Registerer:   reg,
-		Gatherer:     reg,
-		RateLimits: httpapi.RateLimits{
-			IPPerSecond: offIfZero(cfg.RateIP), IPBurst: cfg.RateIPBurst,
-			TokenPerSecond: offIfZero(cfg.RateToken), TokenBurst: cfg.RateTokenBurst,
-		},
-	})
+	defer in.close() // last: nothing uses NATS or Redis any more
+	h, err := apiHandler(cfg, in, log)
 	if err != nil {
 		return err
 	}
 	if cfg.AdminToken == "" {
 		log.Warn("STARLING_ADMIN_TOKEN is unset: admin endpoints are disabled")
 	}
+	err = serveAPI(ctx, cfg, in, h, log, hooks)
+	log.Info("api stopped")
+	return err
+}
 
+// infraConfig is the API's infrastructure: it always dials NATS.
+func (c API) infraConfig() infraConfig {
+	return infraConfig{redisURL: c.RedisURL, natsURL: c.NATSURL, clientName: "starling-api"}
+}
+
+// apiHandler builds the stores and the HTTP API over them.
+func apiHandler(cfg API, in *infra, log *slog.Logger) (http.Handler, error) {
+	st, err := openStores(in.rdb, cfg.RedisPrefix, cfg.PostHistory)
+	if err != nil {
+		return nil, err
+	}
+	reg := newRegistry()
+	return httpapi.New(st.accountStore, st.graphStore, fanout.NewPostPublisher(in.js), httpapi.Config{
+		Domain:       cfg.Domain,
+		AdminToken:   cfg.AdminToken,
+		MaxPostChars: cfg.MaxPostChars,
+		Ready:        in.readiness(),
+		Logger:       log,
+		Registerer:   reg,
+		Gatherer:     reg,
+		RateLimits: httpapi.RateLimits{
+			IPPerSecond: cfg.RateIP, IPBurst: cfg.RateIPBurst,
+			TokenPerSecond: cfg.RateToken, TokenBurst: cfg.RateTokenBurst,
+		},
+	})
+}
+
+// serveAPI serves h until ctx ends or the listener fails, and meanwhile
+// makes sure the JetStream streams exist. It returns once both have
+// stopped.
+func serveAPI(ctx context.Context, cfg API, in *infra, h http.Handler, log *slog.Logger, hooks APIHooks) error {
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("http listener: %w", err)
 	}
+	if hooks.Listening != nil {
+		hooks.Listening(ln.Addr().String())
+	}
+	log.Info("api listening", "addr", ln.Addr().String(), "nats", in.natsURL)
 	// The import route extends its own deadlines; every other request must
 	// be read in 30 s and answered within 30 s more.
 	srv := &http.Server{
@@ -96,33 +96,15 @@ func RunAPI(ctx context.Context, cfg API, log *slog.Logger, hooks APIHooks) erro
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
-	if hooks.Listening != nil {
-		hooks.Listening(ln.Addr().String())
-	}
-	log.Info("api listening", "addr", ln.Addr().String(), "nats", cfg.NATSURL)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	select {
-	case err := <-served:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	err = srv.Shutdown(sctx)
-	if serr := <-served; !errors.Is(serr, http.ErrServerClosed) {
-		err = errors.Join(err, serr)
-	}
-	_ = nc.Drain()
-	log.Info("api stopped")
-	return err
-}
-
-// offIfZero maps a configured rate of 0 ("off") to httpapi's negative rate,
-// since httpapi reads 0 as "the default".
-func offIfZero(perSecond float64) float64 {
-	if perSecond == 0 {
-		return -1
-	}
-	return perSecond
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return serveHTTP(gctx, srv, ln, apiGrace) })
+	g.Go(func() error {
+		// The streams usually exist (the gateway makes them too); while
+		// NATS is not up, publishing answers 503 and this retries.
+		_ = retry(gctx, log, "creating JetStream streams", func(ctx context.Context) error {
+			return fanout.EnsureStreams(ctx, in.js)
+		})
+		return nil
+	})
+	return g.Wait()
 }

@@ -7,6 +7,10 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+
+	"starling.dev/starling"
+	"starling.dev/starling/accounts"
+	"starling.dev/starling/httpapi"
 )
 
 // Common is configuration both processes share.
@@ -43,7 +47,7 @@ type API struct {
 	// /v1/statuses/{id}, pagination, IM "last").
 	PostHistory int
 	// Rate limits per client IP and per bearer token: requests per second
-	// (0 turns the limit off) and burst.
+	// (0 turns the limit off, as in httpapi.RateLimits) and burst.
 	RateIP, RateToken           float64
 	RateIPBurst, RateTokenBurst int
 }
@@ -150,12 +154,12 @@ func ParseAPI(args []string, env Env) (API, error) {
 	b := &binder{fs: fs, env: env}
 	b.common(&c.Common, "nats://127.0.0.1:4222", "")
 	b.str(&c.HTTPAddr, "http-addr", "STARLING_HTTP_ADDR", "127.0.0.1:8080", "HTTP listen address")
-	b.integer(&c.MaxPostChars, "max-post-chars", "STARLING_MAX_POST_CHARS", 500, "longest post, in Unicode code points")
-	b.integer(&c.PostHistory, "post-history", "STARLING_POST_HISTORY", 1000, "posts per author kept addressable by id and for pagination")
-	b.float(&c.RateIP, "rate-ip", "STARLING_RATE_IP", 100, "requests per second per client IP; 0 turns the limit off")
-	b.integer(&c.RateIPBurst, "rate-ip-burst", "STARLING_RATE_IP_BURST", 200, "requests one client IP may make at once")
-	b.float(&c.RateToken, "rate-token", "STARLING_RATE_TOKEN", 50, "requests per second per bearer token; 0 turns the limit off")
-	b.integer(&c.RateTokenBurst, "rate-token-burst", "STARLING_RATE_TOKEN_BURST", 100, "requests one bearer token may make at once")
+	b.integer(&c.MaxPostChars, "max-post-chars", "STARLING_MAX_POST_CHARS", starling.DefaultMaxPostChars, "longest post, in Unicode code points")
+	b.integer(&c.PostHistory, "post-history", "STARLING_POST_HISTORY", accounts.DefaultRecentPosts, "posts per author kept addressable by id and for pagination")
+	b.float(&c.RateIP, "rate-ip", "STARLING_RATE_IP", httpapi.DefaultIPRate, "requests per second per client IP; 0 turns the limit off")
+	b.integer(&c.RateIPBurst, "rate-ip-burst", "STARLING_RATE_IP_BURST", httpapi.DefaultIPBurst, "requests one client IP may make at once")
+	b.float(&c.RateToken, "rate-token", "STARLING_RATE_TOKEN", httpapi.DefaultTokenRate, "requests per second per bearer token; 0 turns the limit off")
+	b.integer(&c.RateTokenBurst, "rate-token-burst", "STARLING_RATE_TOKEN_BURST", httpapi.DefaultTokenBurst, "requests one bearer token may make at once")
 	b.secret(&c.AdminToken, "STARLING_ADMIN_TOKEN")
 	if err := fs.Parse(args); err != nil {
 		return c, err

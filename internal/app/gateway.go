@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"starling.dev/starling/fanout"
+	"starling.dev/starling/internal/health"
 	"starling.dev/starling/xmpp"
 )
 
@@ -24,49 +25,63 @@ type GatewayHooks struct {
 	MetricsListening func(addr string)
 }
 
+// opsGrace bounds how long the ops listener waits for scrapes and probes in
+// flight at shutdown.
+const opsGrace = 5 * time.Second
+
 // RunGateway runs the gateway until ctx ends, then shuts down in order:
-// stop consuming, close the component stream, drain NATS, stop the embedded
-// server, close Redis.
+// stop serving ops requests and consuming, close the component stream,
+// drain NATS, stop the embedded server, close Redis.
 func RunGateway(ctx context.Context, cfg Gateway, log *slog.Logger, hooks GatewayHooks) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	rdb, err := openRedis(cfg.RedisURL)
+	in, err := openInfra(cfg.infraConfig(), log)
 	if err != nil {
 		return err
 	}
-	defer rdb.Close()
+	defer in.close() // last: nothing uses NATS or Redis any more
+	gw, err := buildGateway(cfg, in, log)
+	if err != nil {
+		return err
+	}
+	err = gw.serve(ctx, hooks)
+	log.Info("gateway stopped")
+	return err
+}
 
-	natsURL := cfg.NATSURL
-	if natsURL == "" {
-		ns, err := startEmbeddedNATS(cfg.EmbeddedNATSAddr, cfg.DataDir, log)
-		if err != nil {
-			return err
-		}
-		defer func() {
-			ns.Shutdown()
-			ns.WaitForShutdown()
-		}()
-		natsURL = ns.ClientURL()
+// infraConfig is the gateway's infrastructure: an embedded NATS server
+// when no NATS URL is configured.
+func (c Gateway) infraConfig() infraConfig {
+	return infraConfig{
+		redisURL: c.RedisURL, natsURL: c.NATSURL,
+		embedded: c.NATSURL == "", embeddedAddr: c.EmbeddedNATSAddr, dataDir: c.DataDir,
+		clientName: "starling-gateway",
+		jsOpts: []jetstream.JetStreamOpt{
+			jetstream.WithPublishAsyncMaxPending(256),
+			jetstream.WithPublishAsyncTimeout(10 * time.Second),
+		},
 	}
-	nc, err := connectNATS(natsURL, "starling-gateway", log)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc,
-		jetstream.WithPublishAsyncMaxPending(256),
-		jetstream.WithPublishAsyncTimeout(10*time.Second))
-	if err != nil {
-		return err
-	}
+}
 
+// gateway is the gateway's parts, built over its infrastructure.
+type gateway struct {
+	cfg  Gateway
+	log  *slog.Logger
+	in   *infra
+	comp *xmpp.Component
+	pipe *fanout.Pipeline
+	ops  http.Handler
+}
+
+// buildGateway builds the stores, the XMPP component, the delivery
+// pipeline and the ops handler; nothing runs yet.
+func buildGateway(cfg Gateway, in *infra, log *slog.Logger) (*gateway, error) {
 	reg := newRegistry()
 	metrics := fanout.NewMetrics(reg)
-
-	st, err := openStores(rdb, cfg.RedisPrefix, 0)
+	st, err := openStores(in.rdb, cfg.RedisPrefix, 0)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	comp, err := xmpp.New(st, xmpp.NewMetrics(reg), log, xmpp.Config{
 		Domain: cfg.Domain, Addr: cfg.XMPPAddr, Secret: cfg.XMPPSecret, PingTo: cfg.XMPPPingTo,
@@ -74,83 +89,80 @@ func RunGateway(ctx context.Context, cfg Gateway, log *slog.Logger, hooks Gatewa
 		MaxFollowing: cfg.MaxFollowing,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	fan := fanout.NewFanout(st.graphStore, fanout.NewJetStreamSink(js), metrics)
+	fan := fanout.NewFanout(st.graphStore, fanout.NewJetStreamSink(in.js), metrics)
 	send := fanout.NewSend(comp, 0, metrics)
-	pipe, err := fanout.NewPipeline(js, fan, send, log, metrics, fanout.ConsumerConfig{})
+	pipe, err := fanout.NewPipeline(in.js, fan, send, log, metrics, fanout.ConsumerConfig{})
 	if err != nil {
-		return err
+		return nil, err
 	}
+	ops, err := opsHandler(reg, comp, in, log)
+	if err != nil {
+		return nil, err
+	}
+	return &gateway{cfg: cfg, log: log, in: in, comp: comp, pipe: pipe, ops: ops}, nil
+}
 
-	ln, err := net.Listen("tcp", cfg.MetricsAddr)
+// serve runs the ops listener, the pipeline and the component until ctx
+// ends or one of them fails, and returns once all three have stopped. The
+// component outlives the pipeline, so no delivery meets a closed stream.
+func (gw *gateway) serve(ctx context.Context, hooks GatewayHooks) error {
+	ln, err := net.Listen("tcp", gw.cfg.MetricsAddr)
 	if err != nil {
 		return fmt.Errorf("metrics listener: %w", err)
-	}
-	srv := &http.Server{
-		Handler:           opsHandler(reg, comp, natsReady(nc), redisReady(rdb)),
-		ReadHeaderTimeout: 5 * time.Second,
 	}
 	if hooks.MetricsListening != nil {
 		hooks.MetricsListening(ln.Addr().String())
 	}
-	log.Info("gateway starting", "domain", cfg.Domain, "xmpp", cfg.XMPPAddr, "nats", natsURL, "metrics", ln.Addr().String())
+	gw.log.Info("gateway starting", "domain", gw.cfg.Domain, "xmpp", gw.cfg.XMPPAddr,
+		"nats", gw.in.natsURL, "metrics", ln.Addr().String())
 
+	srv := &http.Server{Handler: gw.ops, ReadHeaderTimeout: 5 * time.Second}
 	g, gctx := errgroup.WithContext(ctx)
+	compCtx, stopComp := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopComp()
+	g.Go(func() error { return serveHTTP(gctx, srv, ln, opsGrace) })
 	g.Go(func() error {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return err
+		defer stopComp()
+		gw.runPipeline(gctx)
+		if gctx.Err() == nil {
+			return errors.New("delivery pipeline stopped")
 		}
 		return nil
 	})
-	g.Go(func() error {
-		<-gctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		return srv.Shutdown(sctx)
+	g.Go(func() error { return gw.comp.Run(compCtx) })
+	return g.Wait()
+}
+
+// runPipeline consumes until ctx ends. Streams and consumers are retried
+// until they work: NATS may come up after us, and the pipeline must
+// outlive its hiccups.
+func (gw *gateway) runPipeline(ctx context.Context) {
+	_ = retry(ctx, gw.log, "delivery pipeline", func(ctx context.Context) error {
+		if err := fanout.EnsureStreams(ctx, gw.in.js); err != nil {
+			return err
+		}
+		return gw.pipe.Run(ctx)
 	})
-	g.Go(func() error { return comp.Run(gctx) })
-	g.Go(func() error {
-		// Streams and consumers are retried until they work: NATS may
-		// come up after us, and the pipeline must outlive its hiccups.
-		_ = retry(gctx, log, "delivery pipeline", func(ctx context.Context) error {
-			if err := fanout.EnsureStreams(ctx, js); err != nil {
-				return err
-			}
-			return pipe.Run(ctx)
-		})
-		return nil
-	})
-	err = g.Wait()
-	if derr := nc.Drain(); derr != nil && !errors.Is(derr, context.Canceled) {
-		log.Debug("nats drain", "err", derr)
-	}
-	log.Info("gateway stopped")
-	return err
 }
 
 // opsHandler serves /metrics, /healthz and /readyz. Ready means NATS and
-// Redis answer; the component's link is reported but does not gate
-// readiness, since only one replica may hold it against Prosody.
-func opsHandler(reg *prometheus.Registry, comp *xmpp.Component, checks ...func(context.Context) error) http.Handler {
+// Redis answer; the component's link is reported as xmpp_connected but
+// does not gate readiness, since only one replica may hold it against
+// Prosody.
+func opsHandler(reg *prometheus.Registry, comp *xmpp.Component, in *infra, log *slog.Logger) (http.Handler, error) {
+	probes, err := health.New(health.Config{
+		Checks: in.readiness(),
+		Extra:  func() map[string]any { return map[string]any{"xmpp_connected": comp.Connected()} },
+		Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttpHandler(reg))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintln(w, `{"status":"ok"}`)
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		w.Header().Set("Content-Type", "application/json")
-		for _, check := range checks {
-			if err := check(ctx); err != nil {
-				w.WriteHeader(http.StatusServiceUnavailable)
-				fmt.Fprintf(w, "{\"status\":\"unavailable\",\"error\":%q}\n", err.Error())
-				return
-			}
-		}
-		fmt.Fprintf(w, "{\"status\":\"ready\",\"xmpp_connected\":%t}\n", comp.Connected())
-	})
-	return mux
+	mux.Handle("GET /healthz", probes)
+	mux.Handle("GET /readyz", probes)
+	return mux, nil
 }

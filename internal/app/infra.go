@@ -2,9 +2,11 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,8 +14,10 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 	"starling.dev/starling/accounts"
+	"starling.dev/starling/internal/health"
 	"starling.dev/starling/subscribers"
 )
 
@@ -94,23 +98,155 @@ func startEmbeddedNATS(addr, dataDir string, log *slog.Logger) (*server.Server, 
 	return s, nil
 }
 
-func connectNATS(url, name string, log *slog.Logger) (*nats.Conn, error) {
+// natsDrainTimeout bounds a NATS drain at shutdown: nats.go gives up after
+// it, and closeInfra waits a little longer for the connection to close.
+const natsDrainTimeout = 5 * time.Second
+
+// natsConn is a NATS connection and a channel closed once the connection
+// is, so that shutdown can wait for a drain to finish.
+type natsConn struct {
+	*nats.Conn
+	closed <-chan struct{}
+}
+
+func connectNATS(url, name string, log *slog.Logger) (*natsConn, error) {
+	closed := make(chan struct{})
 	nc, err := nats.Connect(url,
 		nats.Name(name),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond),
 		nats.RetryOnFailedConnect(true),
+		nats.DrainTimeout(natsDrainTimeout),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			log.Warn("NATS disconnected", "err", err)
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) {
 			log.Info("NATS reconnected", "url", c.ConnectedUrl())
 		}),
+		// nats.go calls this once, however the connection ends.
+		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("nats connect %s: %w", url, err)
 	}
-	return nc, nil
+	return &natsConn{Conn: nc, closed: closed}, nil
+}
+
+// drain lets subscriptions finish and pending publishes flush, then waits
+// for the connection to close, at most a second beyond natsDrainTimeout.
+func (c *natsConn) drain(log *slog.Logger) {
+	if err := c.Drain(); err != nil {
+		// Closed already, or reconnecting (nats.go then closes it).
+		log.Debug("nats drain", "err", err)
+		c.Close()
+		return
+	}
+	t := time.NewTimer(natsDrainTimeout + time.Second)
+	defer t.Stop()
+	select {
+	case <-c.closed:
+	case <-t.C:
+		log.Warn("NATS drain did not finish; closing the connection")
+		c.Close()
+	}
+}
+
+// infraConfig says which infrastructure a process opens.
+type infraConfig struct {
+	redisURL string
+	natsURL  string
+	// embedded starts a NATS server in-process, listening on embeddedAddr
+	// with JetStream under dataDir, and connects to it instead of natsURL.
+	embedded              bool
+	embeddedAddr, dataDir string
+	clientName            string // the NATS connection's name
+	jsOpts                []jetstream.JetStreamOpt
+}
+
+// infra is the infrastructure a process holds: a Redis client, a NATS
+// connection (to an embedded server, for the gateway's single-machine
+// mode) and JetStream over it. openInfra opens it; close releases it.
+type infra struct {
+	log     *slog.Logger
+	rdb     *redis.Client
+	ns      *server.Server // nil unless embedded
+	nc      *natsConn
+	js      jetstream.JetStream
+	natsURL string // what nc connected to
+}
+
+// openInfra opens what cfg names; on error it releases what it opened.
+func openInfra(cfg infraConfig, log *slog.Logger) (_ *infra, err error) {
+	in := &infra{log: log, natsURL: cfg.natsURL}
+	defer func() {
+		if err != nil {
+			in.close()
+		}
+	}()
+	if in.rdb, err = openRedis(cfg.redisURL); err != nil {
+		return nil, err
+	}
+	if cfg.embedded {
+		if in.ns, err = startEmbeddedNATS(cfg.embeddedAddr, cfg.dataDir, log); err != nil {
+			return nil, err
+		}
+		in.natsURL = in.ns.ClientURL()
+	}
+	if in.nc, err = connectNATS(in.natsURL, cfg.clientName, log); err != nil {
+		return nil, err
+	}
+	if in.js, err = jetstream.New(in.nc.Conn, cfg.jsOpts...); err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return in, nil
+}
+
+// close releases the infrastructure in order, once everything using it has
+// stopped: drain NATS, stop the embedded server, close Redis. It accepts a
+// partly opened infra.
+func (in *infra) close() {
+	if in.nc != nil {
+		in.nc.drain(in.log)
+	}
+	if in.ns != nil {
+		in.ns.Shutdown()
+		in.ns.WaitForShutdown()
+	}
+	if in.rdb != nil {
+		if err := in.rdb.Close(); err != nil {
+			in.log.Debug("redis close", "err", err)
+		}
+	}
+}
+
+// readiness is the named checks of the infrastructure, for /readyz.
+func (in *infra) readiness() []health.Check {
+	return []health.Check{
+		{Name: "nats", Func: natsReady(in.nc.Conn)},
+		{Name: "redis", Func: redisReady(in.rdb)},
+	}
+}
+
+// serveHTTP serves srv on ln until ctx ends, then stops accepting and lets
+// the requests in flight finish for up to grace before cutting them off.
+func serveHTTP(ctx context.Context, srv *http.Server, ln net.Listener, grace time.Duration) error {
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served: // Serve failed: nobody else shuts srv down
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if err != nil {
+		err = errors.Join(err, srv.Close())
+	}
+	if serr := <-served; !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, serr)
+	}
+	return err
 }
 
 // natsReady is the readiness check of a NATS connection.
