@@ -29,6 +29,10 @@ func TestStackProcesses(t *testing.T) {
 		}
 	}
 	post("hello from a separate process")
+	// The batch is acknowledged once the server answers its ping, just
+	// after bob has the message; a gateway stopped before that leaves it to
+	// JetStream's ack wait. Wait for the ack, so the restart is between posts.
+	s.Drained(t, 10*time.Second)
 	s.RestartGateway(t)
 	post("hello after a restart")
 	s.Drained(t, 10*time.Second)
