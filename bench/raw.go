@@ -30,7 +30,7 @@ type rawSender struct {
 
 func dialRaw(t *runner, addr, domain, secret, pingTo string, window int) *rawSender {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	t.Cleanup(cancel) // not before: see testenv.DialComponent
 	conn, err := testenv.DialComponent(ctx, addr, domain, secret)
 	if err != nil {
 		t.Fatalf("raw sender: %v", err)

@@ -466,8 +466,8 @@ func (b *bench) peer() {
 	b.t.Logf("Prosody restarted with the nodes in %s", time.Since(t0))
 	sk := testenv.StartSink(b.t, info.ComponentAddr, info.Secret, sinkDomain)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	b.t.Cleanup(cancel) // not before: mellium resets the deadlines when it ends
 	owner, err := dialC2S(ctx, info.C2SAddr, pubOwner, info.Host, "ownerpw")
-	cancel()
 	if err != nil {
 		b.t.Fatalf("pubsub owner: %v", err)
 	}

@@ -69,10 +69,11 @@ func sleep(ctx context.Context, d time.Duration) bool {
 
 // session dials, negotiates and serves one connection until it ends.
 func (c *Component) session(ctx context.Context) error {
-	l, err := c.dial(ctx)
+	l, endDial, err := c.dial(ctx)
 	if err != nil {
 		return err
 	}
+	defer endDial()
 	defer l.conn.Close()
 	c.up(l)
 	defer c.down(l)
@@ -88,21 +89,26 @@ func (c *Component) session(ctx context.Context) error {
 	return l.sess.Serve(c.handler())
 }
 
-// dial connects to the server's component port and logs in.
-func (c *Component) dial(ctx context.Context) (*link, error) {
+// dial connects to the server's component port and logs in. endDial
+// releases the dial's context; call it when the connection is done, not
+// before: mellium watches the handshake's context and, if it ends just as
+// the handshake returns, moves the connection's deadlines into the past and
+// back, which can fail the first reads and writes of a healthy stream.
+func (c *Component) dial(ctx context.Context) (l *link, endDial func(), err error) {
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
-	defer cancel()
 	var d net.Dialer
 	conn, err := d.DialContext(dctx, "tcp", c.cfg.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("xmpp: dial %s: %w", c.cfg.Addr, err)
+		cancel()
+		return nil, nil, fmt.Errorf("xmpp: dial %s: %w", c.cfg.Addr, err)
 	}
 	sess, err := component.NewSession(dctx, c.domain, []byte(c.cfg.Secret), conn)
 	if err != nil {
+		cancel()
 		_ = conn.Close()
-		return nil, fmt.Errorf("xmpp: component handshake as %s: %w", c.cfg.Domain, err)
+		return nil, nil, fmt.Errorf("xmpp: component handshake as %s: %w", c.cfg.Domain, err)
 	}
-	return &link{sess: sess, conn: conn, w: bufio.NewWriterSize(conn, writeBuffer)}, nil
+	return &link{sess: sess, conn: conn, w: bufio.NewWriterSize(conn, writeBuffer)}, cancel, nil
 }
 
 // probe starts the presence probes of connection l and returns the

@@ -70,8 +70,10 @@ func ApproveSubscriptions() ClientOption { return func(c *Client) { c.approve = 
 // presence, and collects incoming messages until the test ends.
 func DialClient(t TB, addr, user, host, password string, opts ...ClientOption) *Client {
 	t.Helper()
+	// Cancelled when the test ends, long after the login: mellium resets the
+	// connection's deadlines when a negotiation's context ends (see writeCtx).
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	sess, err := Login(ctx, addr, user+"@"+host+"/test", password)
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
@@ -90,11 +92,20 @@ func DialClient(t TB, addr, user, host, password string, opts ...ClientOption) *
 		_ = conn.Close()
 		<-c.done
 	})
-	if err := sess.Send(ctx, stanza.Presence{}.Wrap(nil)); err != nil {
+	if err := sess.Send(writeCtx, stanza.Presence{}.Wrap(nil)); err != nil {
 		t.Fatalf("testenv: client presence: %v", err)
 	}
 	return c
 }
+
+// writeCtx is the context of every write through mellium. mellium watches a
+// write's context in a goroutine and, when that context ends, moves the
+// connection's write deadline into the past and back; a context cancelled
+// just as its write returns can so break the next write, from this or
+// another goroutine ("i/o timeout", seen under load). A context that never
+// ends leaves the deadline alone; every wait for an answer has its own
+// bound below.
+var writeCtx = context.Background()
 
 // Login opens a c2s session for the full JID at addr with SASL PLAIN on
 // loopback, without TLS. Close the session and its Conn when done.
@@ -182,11 +193,9 @@ func (c *Client) handle(t xmlstream.TokenReadEncoder, start *xml.StartElement) e
 // Send sends a chat message with body to the JID.
 func (c *Client) Send(t TB, to, body string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
 	msg := stanza.Message{To: jid.MustParse(to), Type: stanza.ChatMessage}
 	b := xmlstream.Wrap(xmlstream.Token(xml.CharData(body)), xml.StartElement{Name: xml.Name{Local: "body"}})
-	if err := c.sess.Send(ctx, msg.Wrap(b)); err != nil {
+	if err := c.sess.Send(writeCtx, msg.Wrap(b)); err != nil {
 		t.Fatalf("testenv: client send to %s: %v", to, err)
 	}
 }
@@ -259,13 +268,11 @@ func (c *Client) NextPresence(t TB, within time.Duration, keep func(Presence) bo
 // JID ("" for a broadcast).
 func (c *Client) SendPresence(t TB, to string, typ stanza.PresenceType) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
 	p := stanza.Presence{Type: typ}
 	if to != "" {
 		p.To = jid.MustParse(to)
 	}
-	if err := c.sess.Send(ctx, p.Wrap(nil)); err != nil {
+	if err := c.sess.Send(writeCtx, p.Wrap(nil)); err != nil {
 		t.Fatalf("testenv: client presence to %q: %v", to, err)
 	}
 }
@@ -273,9 +280,7 @@ func (c *Client) SendPresence(t TB, to string, typ stanza.PresenceType) {
 // SendRaw writes raw XML (one or more whole stanzas) to the server.
 func (c *Client) SendRaw(t TB, raw string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := c.sess.Send(ctx, xmltok.StripXMLNS(xml.NewDecoder(strings.NewReader(raw)))); err != nil {
+	if err := c.sess.Send(writeCtx, xmltok.StripXMLNS(xml.NewDecoder(strings.NewReader(raw)))); err != nil {
 		t.Fatalf("testenv: client raw send: %v", err)
 	}
 }
@@ -284,8 +289,6 @@ func (c *Client) SendRaw(t TB, raw string) {
 // returns the raw XML of the response (result or error).
 func (c *Client) IQ(t TB, to string, typ stanza.IQType, payload string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	iq := stanza.IQ{Type: typ}
 	if to != "" {
 		iq.To = jid.MustParse(to)
@@ -294,17 +297,38 @@ func (c *Client) IQ(t TB, to string, typ stanza.IQType, payload string) string {
 	if payload != "" {
 		r = xmltok.StripXMLNS(xml.NewDecoder(strings.NewReader(payload)))
 	}
-	resp, err := c.sess.SendIQ(ctx, iq.Wrap(r))
-	if err != nil {
-		t.Fatalf("testenv: iq to %s: %v", to, err)
+	// The wait is bounded here, not by SendIQ's context (see writeCtx). The
+	// goroutine ends with the answer, or when the session closes at the
+	// end of the test.
+	type answer struct {
+		xml string
+		err error
 	}
-	defer resp.Close()
-	out, err := render(resp)
-	if err != nil {
-		t.Fatalf("testenv: iq response from %s: %v", to, err)
+	answers := make(chan answer, 1)
+	go func() {
+		resp, err := c.sess.SendIQ(writeCtx, iq.Wrap(r))
+		if err != nil {
+			answers <- answer{err: err}
+			return
+		}
+		defer resp.Close()
+		out, err := render(resp)
+		answers <- answer{out, err}
+	}()
+	select {
+	case a := <-answers:
+		if a.err != nil {
+			t.Fatalf("testenv: iq to %s: %v", to, a.err)
+		}
+		return a.xml
+	case <-time.After(iqTimeout):
+		t.Fatalf("testenv: iq to %s: no answer within %s", to, iqTimeout)
+		return ""
 	}
-	return out
 }
+
+// iqTimeout bounds the wait for the answer to an IQ.
+const iqTimeout = 10 * time.Second
 
 // render writes tokens back as XML the way a person would read them: a
 // namespace only where it changes, and every element closed.

@@ -30,7 +30,10 @@ const (
 
 // DialComponent logs a component in for domain at addr (the XEP-0114
 // handshake, by mellium) and returns the bare connection: from then on the
-// caller reads and writes raw bytes.
+// caller reads and writes raw bytes. Keep ctx alive after it returns (cancel
+// it when the connection is done): mellium resets the connection's
+// deadlines when the handshake's context ends, which can fail the first
+// reads of a fresh connection if that happens as the handshake returns.
 func DialComponent(ctx context.Context, addr, domain, secret string) (net.Conn, error) {
 	d, err := jid.Parse(domain)
 	if err != nil {
@@ -55,7 +58,7 @@ func DialComponent(ctx context.Context, addr, domain, secret string) (net.Conn, 
 func StartSink(t TB, addr, secret, domain string, patterns ...string) *Sink {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	t.Cleanup(cancel) // not before: see DialComponent
 	conn, err := DialComponent(ctx, addr, domain, secret)
 	if err != nil {
 		t.Fatalf("testenv: sink: %v", err)

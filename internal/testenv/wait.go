@@ -2,11 +2,13 @@ package testenv
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -27,15 +29,43 @@ func Eventually(t TB, within time.Duration, cond func() bool, msg string, args .
 	}
 }
 
-// FreePort returns a loopback TCP port that was free a moment ago.
+// Ports for servers are drawn from below Linux's ephemeral range (32768 and
+// up by default), where the kernel picks the local ports of outgoing
+// connections: a port the kernel handed out (listening on :0) could be taken
+// by some client's connect before the server binds it, which ejabberd
+// reported as eaddrinuse under load. Ports handed out in this process are
+// not handed out again.
+const (
+	portLow  = 20000
+	portHigh = 32000
+)
+
+var (
+	portsMu   sync.Mutex
+	portsUsed = map[int]bool{}
+)
+
+// FreePort returns a loopback TCP port that was free a moment ago, below the
+// ephemeral range and not returned before by this process.
 func FreePort(t TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("testenv: free port: %v", err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 1000 {
+		p := portLow + rand.IntN(portHigh-portLow)
+		if portsUsed[p] {
+			continue
+		}
+		l, err := net.Listen("tcp", addr(p))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		portsUsed[p] = true
+		return p
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatalf("testenv: no free port in %d-%d", portLow, portHigh)
+	return 0
 }
 
 // need returns the path of a server binary or fails the test naming the
