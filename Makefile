@@ -9,6 +9,10 @@
 #   make bench   the benchmark suite (bench/, real servers, < 15 min); writes docs/BENCHMARKS.md
 #   make bench-quick   the same with small audiences (< 1 min)
 #   make bench-go      Go micro-benchmarks only
+#   make chaos   the fault-injection suite, long form: every fault in both stages, 20k followers,
+#                Prosody and ejabberd (internal/chaos; its short form runs in make test)
+#   make soak    30 minutes of mixed load, slopes of RSS, goroutines, fds and Redis memory
+#                (internal/soak; SOAK_DURATION=3m for a short run)
 #   make clean   remove bin/ and run/ (run/ holds the local secrets and data of `make run`)
 
 SHELL := /bin/bash
@@ -17,7 +21,7 @@ export PATH := /usr/local/go/bin:$(PATH)
 GO          ?= go
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all run test deps build lint bench bench-quick bench-go clean
+.PHONY: all run test deps build lint bench bench-quick bench-go chaos soak clean
 
 all: build
 
@@ -56,6 +60,16 @@ bench-quick:
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+SOAK_DURATION ?= 30m
+
+chaos:
+	@bash scripts/deps.sh --ejabberd
+	STARLING_CHAOS=long $(GO) test -count=1 -timeout 60m -v -run 'TestChaos' ./internal/chaos
+
+soak:
+	@bash scripts/deps.sh
+	$(GO) run ./internal/soak -soak.duration $(SOAK_DURATION)
 
 clean:
 	@if [[ -e run/.lock ]] && command -v flock >/dev/null && ! flock -n run/.lock true; then \

@@ -21,10 +21,12 @@ import (
 
 // recordPost stores a post once and trims the author's history to ARGV[3]
 // posts, returning the ids it dropped. It does nothing for an author that does
-// not exist (deleted while the post was in flight) or a post already stored,
-// so a retried RecordPost counts a post once.
+// not exist (deleted while the post was in flight), a post already stored, or
+// a post whose deletion has begun (KEYS[4], its reserved retraction), so a
+// retried RecordPost counts a post once and never brings a deleted one back.
 var recordPost = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
+if redis.call('EXISTS', KEYS[4]) == 1 then return {} end
 if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then return {} end
 redis.call('HINCRBY', KEYS[1], 'posts', 1)
 redis.call('ZADD', KEYS[3], 0, ARGV[1])
@@ -37,7 +39,9 @@ return old`)
 
 // RecordPost counts a post the pipeline has durably accepted and keeps it in
 // the author's history of RedisConfig.RecentPosts posts, where StatusByID and
-// Statuses find it. Recording the same post again changes nothing.
+// Statuses find it. Recording the same post again changes nothing, and
+// neither does recording a post after its deletion began (both the API and
+// the gateway's fanout stage record every post, in either order).
 //
 // One round trip in the common case: a pipeline of the a:<id> index and then
 // the script. Redis runs a connection's commands in order, so the index is
@@ -49,7 +53,7 @@ func (s *RedisStore) RecordPost(ctx context.Context, p starling.Post) error {
 	if err != nil {
 		return fmt.Errorf("accounts: record post: %w", err)
 	}
-	keys := []string{s.keys.User(p.Author), s.keys.Posts(p.Author), s.keys.PostOrder(p.Author)}
+	keys := []string{s.keys.User(p.Author), s.keys.Posts(p.Author), s.keys.PostOrder(p.Author), s.keys.Retraction(p.Author, p.ID)}
 	var index *redis.StatusCmd
 	var record *redis.Cmd
 	_, _ = s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
@@ -177,6 +181,18 @@ func (s *RedisStore) DeletePost(ctx context.Context, author, id string) (bool, e
 	}
 	if err := s.rdb.Del(ctx, s.keys.PostAuthor(id)).Err(); err != nil {
 		return n == 1, fmt.Errorf("accounts: delete post %s: %w", id, err)
+	}
+	return n == 1, nil
+}
+
+// Retracted reports whether the deletion of the author's post has begun:
+// DELETE /v1/statuses/{id} reserves the retraction (ReserveRetraction)
+// before it publishes it. The pipeline asks before each batch of the post
+// and stops delivering it once this is true.
+func (s *RedisStore) Retracted(ctx context.Context, author, id string) (bool, error) {
+	n, err := s.rdb.Exists(ctx, s.keys.Retraction(author, id)).Result()
+	if err != nil {
+		return false, fmt.Errorf("accounts: retraction of %s: %w", id, err)
 	}
 	return n == 1, nil
 }

@@ -13,7 +13,8 @@ import (
 
 // Batch is one unit of delivery work: a post and up to BatchSize bare JIDs
 // of followers. Page numbers the batches of one post from zero, so the pair
-// (Post.ID, Page) identifies a batch for JetStream deduplication.
+// (Post.ID, Page) names a batch; MsgID adds its recipients for JetStream's
+// deduplication.
 //
 // A batch is built with To and travels in a line format (see Encode), which
 // the send stage reads without allocating per recipient: Recipients walks
@@ -31,9 +32,23 @@ type Batch struct {
 // batchMagic starts every encoded batch; the format may change only with it.
 const batchMagic = "B1 "
 
-// MsgID is the Nats-Msg-Id of the batch, so that a post redelivered to the
-// fanout stage does not enqueue the same page twice.
-func (b Batch) MsgID() string { return b.Post.ID + "." + strconv.Itoa(b.Page) }
+// MsgID is the Nats-Msg-Id of the batch, <post id>.<page>.<digest>, the
+// digest an FNV-1a hash of the recipients: a post redelivered to the
+// fanout stage does not enqueue the same batch twice, while a batch of the
+// same number that differs (followers came and went between the attempts)
+// is not dropped as a duplicate of the first.
+func (b Batch) MsgID() string {
+	const offset, prime = 14695981039346656037, 1099511628211 // FNV-1a, 64 bits
+	var h uint64 = offset
+	_ = b.Recipients(func(jid []byte) error {
+		for _, c := range jid {
+			h = (h ^ uint64(c)) * prime
+		}
+		h = (h ^ '\n') * prime
+		return nil
+	})
+	return b.Post.ID + "." + strconv.Itoa(b.Page) + "." + strconv.FormatUint(h, 36)
+}
 
 // Len is the number of recipients.
 func (b Batch) Len() int {

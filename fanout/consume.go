@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -30,7 +31,15 @@ const (
 	// XMPP server outage before the batch is dead-lettered.
 	defaultBatchMaxDeliver = 50
 	defaultReadyWait       = 10 * time.Second
+	// Handlers get this long to finish at shutdown; a delivery batch is
+	// confirmed by the XMPP server in well under a second.
+	defaultShutdownGrace = 5 * time.Second
 )
+
+// DefaultMaxLag is ConsumerConfig.MaxLag's default: a post an hour old is
+// news no longer worth a chat message, so after a long outage followers get
+// what is recent, not a flood of the backlog.
+const DefaultMaxLag = time.Hour
 
 // Flow control of one consumer, in multiples of its workers: enough
 // outstanding messages that no worker idles between pulls, few enough that
@@ -74,6 +83,17 @@ type ConsumerConfig struct {
 	// before it is dead-lettered; zero means 50, negative means retry
 	// forever.
 	BatchMaxDeliver int
+	// MaxLag is the age (since the author posted) past which a post is no
+	// longer delivered: the fanout stage records it but makes no batches,
+	// and the send stage acknowledges its batches without sending them,
+	// counting both (starling_fanout_stale_*_total). Retractions are always
+	// delivered. Zero means 1 h, negative means no limit.
+	MaxLag time.Duration
+	// ShutdownGrace is how long the messages being handled when Run's
+	// context ends may take to finish (and be acknowledged); those still
+	// running then, and those fetched but not started, are handed back to
+	// JetStream at once for another replica. Zero means 5 s.
+	ShutdownGrace time.Duration
 }
 
 func (c ConsumerConfig) withDefaults() ConsumerConfig {
@@ -85,6 +105,8 @@ func (c ConsumerConfig) withDefaults() ConsumerConfig {
 	orDefault(&c.MaxRetryDelay, defaultMaxRetryDelay)
 	orDefault(&c.PostMaxDeliver, defaultPostMaxDeliver)
 	orDefault(&c.BatchMaxDeliver, defaultBatchMaxDeliver)
+	orDefault(&c.MaxLag, DefaultMaxLag)
+	orDefault(&c.ShutdownGrace, defaultShutdownGrace)
 	c.MaxRetryDelay = max(c.MaxRetryDelay, c.RetryDelay)
 	return c
 }
@@ -99,7 +121,7 @@ func orDefault[T comparable](v *T, def T) {
 // Validate reports whether the configuration is usable.
 func (c ConsumerConfig) Validate() error {
 	if c.FanoutWorkers < 0 || c.SendWorkers < 0 || c.FirstWorkers < 0 ||
-		c.AckWait < 0 || c.RetryDelay < 0 || c.MaxRetryDelay < 0 {
+		c.AckWait < 0 || c.RetryDelay < 0 || c.MaxRetryDelay < 0 || c.ShutdownGrace < 0 {
 		return errors.New("fanout: consumer settings must not be negative")
 	}
 	return nil
@@ -119,6 +141,14 @@ func (c ConsumerConfig) retryDelay(attempt uint64) time.Duration {
 	return min(d, c.MaxRetryDelay)
 }
 
+// PostRecorder keeps the posts the pipeline fans out in their author's
+// history, where the API finds them (GET and DELETE /v1/statuses/{id}).
+type PostRecorder interface {
+	// RecordPost stores a post; storing it again changes nothing, and a
+	// post already deleted (retracted) must stay deleted.
+	RecordPost(ctx context.Context, p starling.Post) error
+}
+
 // Pipeline runs both stages on their JetStream consumers. A message that
 // cannot be decoded, or that has failed every attempt, is copied to the
 // DEADLETTER stream (see EnsureStreams) and terminated, so it neither
@@ -127,18 +157,22 @@ type Pipeline struct {
 	js      jetstream.JetStream
 	fan     *Fanout
 	send    *Send
+	rec     PostRecorder
 	cfg     ConsumerConfig
 	log     *slog.Logger
 	metrics *Metrics
+	stale   staleLog
 }
 
 // NewPipeline wires the stages to JetStream. Call EnsureStreams first.
-// metrics may be nil.
-func NewPipeline(js jetstream.JetStream, fan *Fanout, send *Send, log *slog.Logger, metrics *Metrics, cfg ConsumerConfig) (*Pipeline, error) {
+// rec records every post before it is fanned out, so that the author's
+// history holds whatever followers may get even when the API could not
+// record it; nil records nothing. metrics may be nil.
+func NewPipeline(js jetstream.JetStream, fan *Fanout, send *Send, rec PostRecorder, log *slog.Logger, metrics *Metrics, cfg ConsumerConfig) (*Pipeline, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Pipeline{js: js, fan: fan, send: send, cfg: cfg.withDefaults(), log: log, metrics: metrics}, nil
+	return &Pipeline{js: js, fan: fan, send: send, rec: rec, cfg: cfg.withDefaults(), log: log, metrics: metrics}, nil
 }
 
 // stage is one consumer's work: how to handle a message and how often to
@@ -150,8 +184,14 @@ type stage struct {
 	handle     func(context.Context, jetstream.Msg) error
 }
 
-// Run consumes both streams until ctx ends. Messages being handled when ctx
-// ends are not acknowledged and come back after AckWait.
+// Run consumes both streams until ctx ends, then shuts down in order: it
+// stops pulling, lets the messages being handled finish for up to
+// ShutdownGrace (they are acknowledged as usual), and hands back to
+// JetStream at once (a Nak without delay) those still running then and
+// those fetched but not started, so that another replica, or this one
+// restarted, takes them without waiting for AckWait. It returns when every
+// message it fetched is settled; the caller may then close the component
+// and drain NATS (which flushes the acks and Naks).
 func (p *Pipeline) Run(ctx context.Context) error {
 	posts := stage{PostsStream, p.cfg.FanoutWorkers, p.cfg.PostMaxDeliver, p.handlePost}
 	first := stage{DeliveriesStream, p.cfg.FirstWorkers, p.cfg.BatchMaxDeliver, p.handleBatch}
@@ -203,53 +243,92 @@ func (p *Pipeline) consumer(ctx context.Context, s stage, durable string, subjec
 	return c, nil
 }
 
-// consume feeds messages from c to s.workers goroutines until ctx ends.
+// consume feeds messages from c to s.workers goroutines until ctx ends
+// (see Run for the shutdown).
 func (p *Pipeline) consume(ctx context.Context, c jetstream.Consumer, s stage) error {
 	iter, err := c.Messages(jetstream.PullMaxMessages(s.workers * pullPerWorker))
 	if err != nil {
 		return fmt.Errorf("fanout: pull: %w", err)
 	}
-	stop := context.AfterFunc(ctx, iter.Stop)
-	defer stop()
+	// Handlers run on work, which outlives ctx by the grace period: a
+	// batch about to be confirmed is still acknowledged.
+	work, endWork := afterGrace(ctx, p.cfg.ShutdownGrace)
+	defer endWork()
+	// Drain, not Stop: Stop drops the messages already pulled, which then
+	// wait out AckWait; drained, they are read below and handed back.
+	stopDrain := context.AfterFunc(ctx, iter.Drain)
+	defer stopDrain()
+	defer iter.Stop() // after a drain that did not finish within the grace
+
 	msgs := make(chan jetstream.Msg)
-	g, ctx := errgroup.WithContext(ctx)
+	var workers sync.WaitGroup
 	for range s.workers {
-		g.Go(func() error {
+		workers.Go(func() {
 			for m := range msgs {
-				p.process(ctx, s, m)
+				p.process(work, s, m)
 			}
-			return nil
 		})
 	}
-	g.Go(func() error {
-		defer close(msgs)
-		for {
-			m, err := iter.Next()
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return nil
-			}
-			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
-				return fmt.Errorf("fanout: pull: %w", err) // the caller recreates it
-			}
-			if err != nil {
-				// Heartbeat misses and reconnects are transient; the
-				// iterator keeps pulling once the server is back.
-				p.log.Debug("pull", "err", err)
-				select {
-				case <-time.After(pullErrorPause):
-				case <-ctx.Done():
-					return nil
-				}
-				continue
-			}
-			select {
-			case msgs <- m:
-			case <-ctx.Done():
-				return nil
-			}
+	err = p.feed(ctx, work, iter, msgs)
+	close(msgs)
+	workers.Wait()
+	return err
+}
+
+// feed passes the iterator's messages to the workers until ctx ends, then
+// releases what the drained iterator still holds, until it is empty or
+// work ends.
+func (p *Pipeline) feed(ctx, work context.Context, iter jetstream.MessagesContext, msgs chan<- jetstream.Msg) error {
+	for {
+		m, err := iter.Next(jetstream.NextContext(work))
+		if err == nil {
+			p.dispatch(ctx, m, msgs)
+			continue
 		}
+		switch {
+		case errors.Is(err, jetstream.ErrMsgIteratorClosed), work.Err() != nil:
+			return nil
+		case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrConsumerNotFound):
+			return fmt.Errorf("fanout: pull: %w", err) // the caller recreates it
+		}
+		// Heartbeat misses and reconnects are transient; the iterator
+		// keeps pulling once the server is back.
+		p.log.Debug("pull", "err", err)
+		select {
+		case <-time.After(pullErrorPause):
+		case <-work.Done():
+			return nil
+		}
+	}
+}
+
+// dispatch hands m to a worker, or back to JetStream once ctx has ended.
+func (p *Pipeline) dispatch(ctx context.Context, m jetstream.Msg, msgs chan<- jetstream.Msg) {
+	if ctx.Err() != nil {
+		p.release(m)
+		return
+	}
+	select {
+	case msgs <- m:
+	case <-ctx.Done():
+		p.release(m)
+	}
+}
+
+// afterGrace returns a context that ends grace after parent does, and a
+// function to end it sooner (call it when done).
+func afterGrace(parent context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	stop := context.AfterFunc(parent, func() {
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		cancel()
 	})
-	return g.Wait()
+	return ctx, func() { stop(); cancel() }
 }
 
 // process handles one message and settles it: ack on success, a delayed
@@ -269,7 +348,8 @@ func (p *Pipeline) process(ctx context.Context, s stage, m jetstream.Msg) {
 	case err == nil:
 		p.ack(m)
 	case ctx.Err() != nil:
-		// Shutting down: left unacknowledged, the message comes back.
+		// Cut off at shutdown after the grace: not the message's fault.
+		p.release(m)
 	case errors.Is(err, errPoison):
 		p.deadLetter(ctx, s, m, reasonUndecodable, err)
 	case s.maxDeliver > 0 && attempt >= uint64(s.maxDeliver):
@@ -281,10 +361,22 @@ func (p *Pipeline) process(ctx context.Context, s stage, m jetstream.Msg) {
 	}
 }
 
+// handlePost records the post in its author's history and fans it out. The
+// record comes first, so a post that reaches anyone is in the history even
+// if the API failed to record it (or saw it as a duplicate); a failed
+// record is retried like a failed fanout.
 func (p *Pipeline) handlePost(ctx context.Context, m jetstream.Msg) error {
 	post, err := starling.DecodePost(m.Data())
 	if err != nil {
 		return fmt.Errorf("%w: %w", errPoison, err)
+	}
+	if err := p.record(ctx, post); err != nil {
+		return err
+	}
+	if lag, stale := p.tooOld(post); stale {
+		p.metrics.stalePost()
+		p.logStale(post, lag, "post too old to deliver: recorded, not fanned out")
+		return nil
 	}
 	n, err := p.fan.Fan(ctx, post, func() { _ = m.InProgress() })
 	if err != nil {
@@ -294,10 +386,29 @@ func (p *Pipeline) handlePost(ctx context.Context, m jetstream.Msg) error {
 	return nil
 }
 
+// record stores post in its author's history; retractions are not posts
+// (the API removes the post they retract).
+func (p *Pipeline) record(ctx context.Context, post starling.Post) error {
+	if p.rec == nil || post.Retracts != "" {
+		return nil
+	}
+	if err := p.rec.RecordPost(ctx, post); err != nil {
+		return fmt.Errorf("fanout: record post %s by %s: %w", post.ID, post.Author, err)
+	}
+	return nil
+}
+
+// handleBatch sends a batch, or acknowledges it unsent when its post is
+// older than MaxLag.
 func (p *Pipeline) handleBatch(ctx context.Context, m jetstream.Msg) error {
 	b, err := DecodeBatch(m.Data())
 	if err != nil {
 		return fmt.Errorf("%w: %w", errPoison, err)
+	}
+	if lag, stale := p.tooOld(b.Post); stale {
+		p.metrics.staleBatch(b.Len())
+		p.logStale(b.Post, lag, "post too old to deliver: its batches are dropped unsent")
+		return nil
 	}
 	if err := p.send.Deliver(ctx, b); err != nil {
 		return fmt.Errorf("fanout: batch %s: %w", b.MsgID(), err)
@@ -308,6 +419,14 @@ func (p *Pipeline) handleBatch(ctx context.Context, m jetstream.Msg) error {
 func (p *Pipeline) ack(m jetstream.Msg) {
 	if err := m.Ack(); err != nil {
 		p.log.Warn("ack failed; message will be redelivered", "subject", m.Subject(), "err", err)
+	}
+}
+
+// release hands m back for immediate redelivery, to this replica or another:
+// it was not handled because the pipeline is stopping.
+func (p *Pipeline) release(m jetstream.Msg) {
+	if err := m.Nak(); err != nil {
+		p.log.Warn("release failed; message will be redelivered after AckWait", "subject", m.Subject(), "err", err)
 	}
 }
 

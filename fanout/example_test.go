@@ -26,7 +26,7 @@ func ExampleBatch_Encode() {
 	// {"id":"01J","author":"alice","text":"hello","created_at":"0001-01-01T00:00:00Z"}
 	// bob@example.org
 	// carol@example.net
-	// id: 01J.0
+	// id: 01J.0.sgufsgb8bhl0
 }
 
 func ExampleDecodeBatch() {
@@ -51,22 +51,26 @@ func ExampleBatch_Chunks() {
 	_ = b.Chunks(2, func(part fanout.Batch) error {
 		var to []string
 		_ = part.Recipients(func(jid []byte) error { to = append(to, string(jid)); return nil })
-		fmt.Println(part.MsgID(), strings.Join(to, " "))
+		fmt.Println(part.Page, strings.Join(to, " "))
 		return nil
 	})
 	// Output:
-	// 01J.0 a@x b@x
-	// 01J.0 c@x d@x
-	// 01J.0 e@x
+	// 0 a@x b@x
+	// 0 c@x d@x
+	// 0 e@x
 }
 
-// followers is an in-memory FollowerPager; Redis SSCAN pages may be larger
-// or smaller than the hint.
+// followers is an in-memory FollowerPager of fixed pages; the cursor of
+// each is its last JID.
 type followers [][]string
 
-func (f followers) ScanFollowers(_ context.Context, _ string, _ int, page func([]string) error) error {
+func (f followers) WalkFollowers(_ context.Context, _, after string, _ int, _ bool, page func([]string, string) error) error {
 	for _, p := range f {
-		if err := page(p); err != nil {
+		last := p[len(p)-1]
+		if after != "" && last <= after {
+			continue
+		}
+		if err := page(p, last); err != nil {
 			return err
 		}
 	}
@@ -81,7 +85,7 @@ type stored struct{}
 func (stored) Wait(context.Context) error { return nil }
 
 func (printSink) PublishBatch(_ context.Context, b fanout.Batch) (fanout.Pending, error) {
-	fmt.Printf("batch %s: %d recipients from %s\n", b.MsgID(), b.Len(), b.To[0])
+	fmt.Printf("batch %s.%d: %d recipients from %s\n", b.Post.ID, b.Page, b.Len(), b.To[0])
 	return stored{}, nil
 }
 

@@ -11,28 +11,98 @@ import (
 	"starling.dev/starling"
 )
 
-// Stream limits. Posts are kept a week for replays and timelines; the
-// duplicate window must outlast a publisher's retries.
+// duplicateWindow is how long JetStream remembers a Nats-Msg-Id; it must
+// outlast a publisher's retries.
+const duplicateWindow = 2 * time.Minute
+
+// The defaults of StreamLimits, each the meaning of a zero field.
 const (
-	postsMaxAge     = 7 * 24 * time.Hour
-	duplicateWindow = 2 * time.Minute
+	// DefaultPostsMaxAge keeps posts a week for replays and timelines.
+	DefaultPostsMaxAge = 7 * 24 * time.Hour
+	// DefaultPostsMaxBytes bounds POSTS on disk (about a million posts).
+	DefaultPostsMaxBytes = 1 << 30
+	// DefaultDeliveriesMaxAge drops a batch that has waited a day: a
+	// delivery that late is not worth sending (the send stage skips most
+	// of them much earlier, see ConsumerConfig.MaxLag).
+	DefaultDeliveriesMaxAge = 24 * time.Hour
+	// DefaultDeliveriesMaxBytes bounds DELIVERIES on disk: about two
+	// million batches of a few followers, or a few hundred thousand full
+	// ones.
+	DefaultDeliveriesMaxBytes = 1 << 30
 )
 
+// StreamLimits bounds the POSTS and DELIVERIES streams, so that a long
+// outage of the XMPP server (or of every gateway) fills neither the disk nor,
+// once it ends, the followers' clients. Both processes create the streams
+// with the limits they were given: configure them alike.
+type StreamLimits struct {
+	// PostsMaxAge is how long POSTS keeps a post, fanned out or not; zero
+	// means DefaultPostsMaxAge, negative no limit.
+	PostsMaxAge time.Duration
+	// PostsMaxBytes bounds POSTS; when it is full the oldest posts are
+	// dropped (they were fanned out long ago). Zero means
+	// DefaultPostsMaxBytes, negative no bound.
+	PostsMaxBytes int64
+	// DeliveriesMaxAge is how long a batch may wait in DELIVERIES before
+	// JetStream drops it unsent (uncounted: MaxLag, well below it, is what
+	// skips late batches and counts them); zero means
+	// DefaultDeliveriesMaxAge, negative no limit.
+	DeliveriesMaxAge time.Duration
+	// DeliveriesMaxBytes bounds DELIVERIES; when it is full new batches are
+	// refused, so the fanout of the post fails and is retried with growing
+	// delays (and dead-lettered once out of attempts) instead of anything
+	// queued being dropped unseen. Zero means DefaultDeliveriesMaxBytes,
+	// negative no bound.
+	DeliveriesMaxBytes int64
+}
+
+func (l StreamLimits) withDefaults() StreamLimits {
+	orDefault(&l.PostsMaxAge, DefaultPostsMaxAge)
+	orDefault(&l.PostsMaxBytes, DefaultPostsMaxBytes)
+	orDefault(&l.DeliveriesMaxAge, DefaultDeliveriesMaxAge)
+	orDefault(&l.DeliveriesMaxBytes, DefaultDeliveriesMaxBytes)
+	l.PostsMaxBytes = max(l.PostsMaxBytes, -1) // JetStream's "no limit"
+	l.DeliveriesMaxBytes = max(l.DeliveriesMaxBytes, -1)
+	l.PostsMaxAge = max(l.PostsMaxAge, 0) // likewise
+	l.DeliveriesMaxAge = max(l.DeliveriesMaxAge, 0)
+	return l
+}
+
+// Validate reports whether the limits are usable.
+func (l StreamLimits) Validate() error {
+	// JetStream refuses a stream whose age limit is shorter than its
+	// duplicate window.
+	if (l.PostsMaxAge > 0 && l.PostsMaxAge < duplicateWindow) || (l.DeliveriesMaxAge > 0 && l.DeliveriesMaxAge < duplicateWindow) {
+		return fmt.Errorf("fanout: stream age limits must be at least %s, the duplicate window", duplicateWindow)
+	}
+	return nil
+}
+
 // EnsureStreams creates or updates the POSTS, DELIVERIES and DEADLETTER
-// streams. Both processes call it at start, so either may come up first.
-func EnsureStreams(ctx context.Context, js jetstream.JetStream) error {
+// streams with the given limits. Both processes call it at start, so either
+// may come up first.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, limits StreamLimits) error {
+	if err := limits.Validate(); err != nil {
+		return err
+	}
+	limits = limits.withDefaults()
 	streams := []jetstream.StreamConfig{{
 		Name:       PostsStream,
 		Subjects:   []string{PostsSubjectPrefix + "*"},
 		Storage:    jetstream.FileStorage,
 		Retention:  jetstream.LimitsPolicy,
-		MaxAge:     postsMaxAge,
+		MaxAge:     limits.PostsMaxAge,
+		MaxBytes:   limits.PostsMaxBytes,
+		Discard:    jetstream.DiscardOld,
 		Duplicates: duplicateWindow,
 	}, {
 		Name:       DeliveriesStream,
 		Subjects:   []string{deliveriesSubjectPrefix + "*"},
 		Storage:    jetstream.FileStorage,
 		Retention:  jetstream.WorkQueuePolicy,
+		MaxAge:     limits.DeliveriesMaxAge,
+		MaxBytes:   limits.DeliveriesMaxBytes,
+		Discard:    jetstream.DiscardNew,
 		Duplicates: duplicateWindow,
 	}, deadLetterStreamConfig()}
 	for _, cfg := range streams {

@@ -11,6 +11,10 @@ type Metrics struct {
 	sendErrors prometheus.Counter
 	poison     prometheus.Counter
 	dead       *prometheus.CounterVec
+	// Deliveries given up because their post was older than MaxLag.
+	stalePosts      prometheus.Counter
+	staleBatches    prometheus.Counter
+	staleRecipients prometheus.Counter
 }
 
 // NewMetrics registers the pipeline's metrics on reg.
@@ -35,8 +39,21 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "starling_fanout_dead_letters_total",
 			Help: "Messages moved to the DEADLETTER stream, by source stream and reason (undecodable, attempts_exhausted).",
 		}, []string{"stream", "reason"}),
+		stalePosts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "starling_fanout_stale_posts_total",
+			Help: "Posts older than the delivery lag limit when the fanout stage took them: recorded, not fanned out.",
+		}),
+		staleBatches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "starling_fanout_stale_batches_total",
+			Help: "Delivery batches acknowledged unsent because their post was older than the delivery lag limit.",
+		}),
+		staleRecipients: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "starling_fanout_stale_recipients_total",
+			Help: "Messages not sent because their post was older than the delivery lag limit.",
+		}),
 	}
-	reg.MustRegister(m.posts, m.batches, m.delivered, m.sendErrors, m.poison, m.dead)
+	reg.MustRegister(m.posts, m.batches, m.delivered, m.sendErrors, m.poison, m.dead,
+		m.stalePosts, m.staleBatches, m.staleRecipients)
 	return m
 }
 
@@ -68,5 +85,18 @@ func (m *Metrics) undecodable() {
 func (m *Metrics) deadLettered(stream, reason string) {
 	if m != nil {
 		m.dead.WithLabelValues(stream, reason).Inc()
+	}
+}
+
+func (m *Metrics) stalePost() {
+	if m != nil {
+		m.stalePosts.Inc()
+	}
+}
+
+func (m *Metrics) staleBatch(recipients int) {
+	if m != nil {
+		m.staleBatches.Inc()
+		m.staleRecipients.Add(float64(recipients))
 	}
 }

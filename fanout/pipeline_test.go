@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -47,7 +48,7 @@ func startJetStream(t *testing.T) jetstream.JetStream {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := EnsureStreams(context.Background(), js); err != nil {
+	if err := EnsureStreams(context.Background(), js, StreamLimits{}); err != nil {
 		t.Fatal(err)
 	}
 	return js
@@ -110,7 +111,7 @@ func (s *sender) DeliverBatch(ctx context.Context, b Batch) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return b.Recipients(func(j []byte) error { s.got = append(s.got, b.MsgID()+" "+string(j)); return nil })
+	return b.Recipients(func(j []byte) error { s.got = append(s.got, pageName(b)+" "+string(j)); return nil })
 }
 
 func (s *sender) callTimes() []time.Time {
@@ -125,48 +126,82 @@ func (s *sender) delivered() []string {
 	return slices.Clone(s.got)
 }
 
+// pageName names a batch by its post and page: "<post id>.<page>".
+func pageName(b Batch) string { return b.Post.ID + "." + strconv.Itoa(b.Page) }
+
 // everyone has the same followers, whoever the author.
 type everyone []string
 
-func (e everyone) ScanFollowers(_ context.Context, _ string, _ int, page func([]string) error) error {
-	return page(e)
+func (e everyone) WalkFollowers(_ context.Context, _, after string, _ int, _ bool, page func([]string, string) error) error {
+	if after != "" || len(e) == 0 {
+		return nil
+	}
+	return page(e, e[len(e)-1])
 }
 
 type rig struct {
-	js   jetstream.JetStream
-	reg  *prometheus.Registry
-	logs *logBuffer
+	js      jetstream.JetStream
+	reg     *prometheus.Registry
+	metrics *Metrics // of the first pipeline started
+	logs    *logBuffer
 }
 
 // runPipeline starts a Pipeline over a fresh JetStream; sink nil means the
 // real JetStreamSink. It stops when the test ends.
 func runPipeline(t *testing.T, pager FollowerPager, sink BatchSink, snd StanzaSender, cfg ConsumerConfig) *rig {
 	t.Helper()
-	r := &rig{js: startJetStream(t), reg: prometheus.NewRegistry(), logs: &logBuffer{}}
+	if cfg.ShutdownGrace == 0 {
+		cfg.ShutdownGrace = 100 * time.Millisecond // tests that leave a handler stuck end sooner
+	}
+	r := newRig(t)
+	_, _ = r.start(t, pager, sink, snd, nil, cfg)
+	return r
+}
+
+func newRig(t *testing.T) *rig {
+	return &rig{js: startJetStream(t), reg: prometheus.NewRegistry(), logs: &logBuffer{}}
+}
+
+// start runs a Pipeline on the rig's JetStream (metrics registered once per
+// rig). It returns Run's context and a function that cancels it and returns
+// Run's result once it has stopped; the test's end stops it too.
+func (r *rig) start(t *testing.T, pager FollowerPager, sink BatchSink, snd StanzaSender, rec PostRecorder, cfg ConsumerConfig) (running context.Context, stop func() error) {
+	t.Helper()
 	if sink == nil {
 		sink = NewJetStreamSink(r.js)
 	}
-	m := NewMetrics(r.reg)
+	var m *Metrics
+	if r.metrics == nil {
+		r.metrics = NewMetrics(r.reg)
+		m = r.metrics
+	}
 	log := slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	p, err := NewPipeline(r.js, NewFanout(pager, sink, m), NewSend(snd, time.Second, m), log, m, cfg)
+	p, err := NewPipeline(r.js, NewFanout(pager, sink, m), NewSend(snd, time.Second, m), rec, log, m, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("pipeline: %v", err)
+	var once sync.Once
+	var runErr error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case runErr = <-done:
+			case <-time.After(10 * time.Second):
+				runErr = errors.New("pipeline did not stop within 10 s")
 			}
-		case <-time.After(10 * time.Second):
-			t.Error("pipeline did not stop")
+		})
+		return runErr
+	}
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("pipeline: %v", err)
 		}
 	})
-	return r
+	return ctx, stop
 }
 
 func (r *rig) publishPost(t *testing.T, id string) {
@@ -429,9 +464,15 @@ func (g *gateSink) count() int {
 // pages serves fixed pages of followers.
 type pages [][]string
 
-func (p pages) ScanFollowers(_ context.Context, _ string, _ int, page func([]string) error) error {
+func (p pages) WalkFollowers(_ context.Context, _, after string, _ int, _ bool, page func([]string, string) error) error {
+	skipping := after != ""
 	for _, pg := range p {
-		if err := page(pg); err != nil {
+		last := pg[len(pg)-1]
+		if skipping {
+			skipping = last != after
+			continue
+		}
+		if err := page(pg, last); err != nil {
 			return err
 		}
 	}
@@ -442,14 +483,18 @@ func TestPipelineAcksPostOnlyWhenEveryBatchIsStored(t *testing.T) {
 	sink := &gateSink{open: make(chan struct{})}
 	r := runPipeline(t, pages{{"a@x"}, {"b@x"}, {"c@x"}}, sink, &sender{}, ConsumerConfig{})
 	r.publishPost(t, "p1")
-	eventually(t, 10*time.Second, func() bool { return sink.count() == 3 }, "post not fanned out")
-	// Every batch is published, none is durable yet: the post is held.
+	// One page is in flight at a time (see Fanout.Fan): the first batch
+	// is published and not durable yet, so the post is held.
+	eventually(t, 10*time.Second, func() bool { return sink.count() == 1 }, "post not fanned out")
 	info := r.consumerInfo(t, PostsStream, FanoutConsumer)
 	if info.NumAckPending != 1 || info.AckFloor.Stream != 0 {
 		t.Fatalf("post settled before its batches were stored: %d pending, ack floor %d", info.NumAckPending, info.AckFloor.Stream)
 	}
 	close(sink.open)
 	eventually(t, 5*time.Second, func() bool { return r.settled(t, PostsStream, FanoutConsumer) }, "post not acked once its batches were stored")
+	if n := sink.count(); n != 3 {
+		t.Fatalf("%d batches published, want 3", n)
+	}
 }
 
 func TestPipelineRetriesPostWhoseBatchWasNotStored(t *testing.T) {
@@ -487,5 +532,193 @@ func TestRetryDelayGrows(t *testing.T) {
 	}
 	if d := (ConsumerConfig{}).withDefaults().retryDelay(1000); d != defaultMaxRetryDelay {
 		t.Fatalf("delay after many attempts = %s", d)
+	}
+}
+
+// publishBatch stores a batch of post for to, as the fanout stage would.
+func (r *rig) publishBatch(t *testing.T, post starling.Post, page int, to ...string) {
+	t.Helper()
+	data, err := Batch{Post: post, Page: page, To: to}.Encode(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := Batch{Post: post, Page: page, To: to}
+	if _, err := r.js.Publish(context.Background(), laneSubject(page), data, jetstream.WithMsgID(b.MsgID())); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// held is a StanzaSender whose every batch blocks until release is closed
+// (then succeeds) or the handler's context ends (then fails).
+type held struct {
+	mu      sync.Mutex
+	calls   []string
+	release <-chan struct{}
+}
+
+func (h *held) WaitReady(context.Context) error { return nil }
+
+func (h *held) DeliverBatch(ctx context.Context, b Batch) error {
+	h.mu.Lock()
+	h.calls = append(h.calls, pageName(b))
+	h.mu.Unlock()
+	select {
+	case <-h.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (h *held) started() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.calls)
+}
+
+// TestPipelineShutdownReleasesMessages stops a pipeline while a batch
+// handler is stuck and more batches wait in its pull buffer: after the
+// grace, the stuck batch and the buffered ones are handed back at once, so
+// a second pipeline on the same consumer delivers every one of them within
+// a second or two, not after the 30 s AckWait.
+func TestPipelineShutdownReleasesMessages(t *testing.T) {
+	const batches = 10
+	r := newRig(t)
+	stuck := &held{release: make(chan struct{})} // never released
+	// Two workers pull four at a time: two batches stuck in handlers, one
+	// waiting for a worker, the rest in the iterator's buffer.
+	_, stop := r.start(t, everyone{}, nil, stuck, nil, ConsumerConfig{FirstWorkers: 2, ShutdownGrace: 300 * time.Millisecond})
+	for i := range batches {
+		r.publishBatch(t, starling.Post{ID: fmt.Sprintf("p%d", i), Author: "alice", Text: "hi", CreatedAt: time.Now()}, 0, "bob@example.org")
+	}
+	eventually(t, 10*time.Second, func() bool {
+		info := r.consumerInfo(t, DeliveriesStream, firstSenderConsumer)
+		return len(stuck.started()) == 2 && info != nil && info.NumAckPending >= 4
+	}, "want two batches stuck in their handlers and more fetched behind them")
+
+	begin := time.Now()
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Since(begin)
+	if stopped > 2*time.Second {
+		t.Errorf("Run took %s to return with a 300 ms grace", stopped)
+	}
+	if n := len(stuck.started()); n != 2 {
+		t.Fatalf("the stopping pipeline started %d batches, want only the two stuck ones", n)
+	}
+
+	snd := &sender{}
+	_, _ = r.start(t, everyone{}, nil, snd, nil, ConsumerConfig{FirstWorkers: 1})
+	eventually(t, 5*time.Second, func() bool { return len(snd.delivered()) >= batches },
+		"the released batches did not come back at once (AckWait is 30 s); delivered %v", snd.delivered())
+	t.Logf("Run returned %s after cancel; the next pipeline had every batch %s after that", stopped.Round(time.Millisecond), time.Since(begin).Round(time.Millisecond)-stopped.Round(time.Millisecond))
+	got := snd.delivered()
+	slices.Sort(got)
+	if len(slices.Compact(got)) != batches {
+		t.Fatalf("delivered %v, want each of the %d batches once", snd.delivered(), batches)
+	}
+	eventually(t, 5*time.Second, func() bool { return r.streamMsgs(t, DeliveriesStream) == 0 }, "batches left in the work queue")
+}
+
+// TestPipelineShutdownAcksHandlerThatFinishes: a batch whose handler
+// finishes within the grace is acknowledged, not handed back.
+func TestPipelineShutdownAcksHandlerThatFinishes(t *testing.T) {
+	r := newRig(t)
+	release := make(chan struct{})
+	slow := &held{release: release}
+	running, stop := r.start(t, everyone{}, nil, slow, nil, ConsumerConfig{FirstWorkers: 1, ShutdownGrace: 5 * time.Second})
+	r.publishBatch(t, starling.Post{ID: "p1", Author: "alice", Text: "hi", CreatedAt: time.Now()}, 0, "bob@example.org")
+	eventually(t, 10*time.Second, func() bool { return len(slow.started()) == 1 }, "batch never handled")
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	<-running.Done() // shutting down: the handler is still in DeliverBatch
+	close(release)
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return once its last handler finished")
+	}
+	eventually(t, 5*time.Second, func() bool { return r.streamMsgs(t, DeliveriesStream) == 0 },
+		"the batch finished within the grace was not acknowledged")
+	if info := r.consumerInfo(t, DeliveriesStream, firstSenderConsumer); info.NumRedelivered != 0 || info.NumAckPending != 0 {
+		t.Fatalf("consumer after shutdown: %d redelivered, %d pending", info.NumRedelivered, info.NumAckPending)
+	}
+}
+
+// recorder is a PostRecorder that fails its first failures calls.
+type recorder struct {
+	mu       sync.Mutex
+	failures int
+	calls    int
+	ids      []string
+}
+
+func (r *recorder) RecordPost(_ context.Context, p starling.Post) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls++
+	if r.calls <= r.failures {
+		return errors.New("redis: connection refused")
+	}
+	r.ids = append(r.ids, p.ID)
+	return nil
+}
+
+func (r *recorder) recorded() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.ids)
+}
+
+// scans counts the fanouts that reached the follower scan.
+type scans struct {
+	FollowerPager
+	mu sync.Mutex
+	n  int
+}
+
+func (s *scans) WalkFollowers(ctx context.Context, author, after string, count int, all bool, page func([]string, string) error) error {
+	s.mu.Lock()
+	s.n++
+	s.mu.Unlock()
+	return s.FollowerPager.WalkFollowers(ctx, author, after, count, all, page)
+}
+
+func (s *scans) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n
+}
+
+// TestPipelineRecordsPostsItFansOut: every post is recorded before it is
+// fanned out, a failed record is retried (and nothing is fanned out
+// meanwhile), and a retraction is not recorded as a post.
+func TestPipelineRecordsPostsItFansOut(t *testing.T) {
+	r := newRig(t)
+	rec := &recorder{failures: 1}
+	pager := &scans{FollowerPager: everyone{"bob@example.org"}}
+	snd := &sender{}
+	_, _ = r.start(t, pager, nil, snd, rec, ConsumerConfig{FanoutWorkers: 1, RetryDelay: 50 * time.Millisecond})
+	pub := NewPostPublisher(r.js)
+	if _, err := pub.PublishPost(context.Background(), starling.Post{ID: "p1", Author: "alice", Text: "hi"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.PublishPost(context.Background(), starling.Post{ID: "r1", Author: "alice", Retracts: "p1"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, func() bool { return len(snd.delivered()) == 2 }, "delivered %v", snd.delivered())
+	if got := rec.recorded(); !slices.Equal(got, []string{"p1"}) {
+		t.Errorf("recorded %v, want the post and not its retraction", got)
+	}
+	if n := pager.count(); n != 2 {
+		t.Errorf("%d fanouts, want 2: none while the record failed", n)
+	}
+	if !strings.Contains(r.logs.String(), "record post p1") {
+		t.Errorf("the failed record was not logged:\n%s", r.logs.String())
 	}
 }

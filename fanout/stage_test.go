@@ -11,15 +11,18 @@ import (
 	"starling.dev/starling"
 )
 
-// pager serves fixed pages, as Redis SSCAN would (pages may exceed the hint).
+// pager serves fixed pages, each resumable after its last JID.
 type pager struct{ pages [][]string }
 
-func (p *pager) ScanFollowers(_ context.Context, _ string, _ int, page func([]string) error) error {
-	for _, pg := range p.pages {
-		if len(pg) == 0 {
+func (p *pager) WalkFollowers(_ context.Context, _, after string, _ int, _ bool, page func([]string, string) error) error {
+	skipping := after != ""
+	for i, pg := range p.pages {
+		last := fmt.Sprintf("page%d", i)
+		if skipping {
+			skipping = last != after
 			continue
 		}
-		if err := page(pg); err != nil {
+		if err := page(pg, last); err != nil {
 			return err
 		}
 	}
@@ -102,7 +105,7 @@ func TestBatchRoundTrip(t *testing.T) {
 	}
 	var got []string
 	_ = b.Recipients(func(j []byte) error { got = append(got, string(j)); return nil })
-	if b.Post != post || b.Page != 7 || b.Len() != BatchSize || !slices.Equal(got, to) || b.MsgID() != "01J.7" {
+	if b.Post != post || b.Page != 7 || b.Len() != BatchSize || !slices.Equal(got, to) || !strings.HasPrefix(b.MsgID(), "01J.7.") {
 		t.Fatalf("round trip: %+v, %d recipients", b.Post, len(got))
 	}
 	empty, err := Batch{Post: post}.Encode(nil)
@@ -111,6 +114,12 @@ func TestBatchRoundTrip(t *testing.T) {
 	}
 	if b, err := DecodeBatch(empty); err != nil || b.Len() != 0 {
 		t.Fatalf("empty batch: %v, %d", err, b.Len())
+	}
+	if b.MsgID() != (Batch{Post: post, Page: 7, To: to}).MsgID() {
+		t.Fatal("a decoded batch and the batch it came from have different message ids")
+	}
+	if (Batch{Post: post, Page: 7, To: to[1:]}).MsgID() == b.MsgID() {
+		t.Fatal("batches of one page with different recipients share a message id: JetStream would drop one")
 	}
 	if _, err := (Batch{Post: post, To: []string{"a@b\nc@d"}}).Encode(nil); err == nil {
 		t.Fatal("a recipient with a line break was encoded")

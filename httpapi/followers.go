@@ -1,22 +1,29 @@
 package httpapi
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
-	"strconv"
+	"regexp"
 	"strings"
 
 	"github.com/go-chi/chi/v5"
 	"mellium.im/xmpp/jid"
 )
 
-// Page sizes of GET /v1/users/{username}/followers. The limit is a hint to
-// SSCAN: small sets come back whole, and a page may hold a few more or fewer.
+// Page sizes of GET /v1/users/{username}/followers: a page holds up to
+// limit JIDs, in JID order.
 const (
 	defaultFollowerPage = 100
 	maxFollowerPage     = 1000
 )
+
+// cursorRE is the shape of the opaque follower page cursor (base64url),
+// at most maxCursor long (a JID is at most 3,071 bytes).
+var cursorRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+const maxCursor = 4096
 
 // followerPage is the answer to GET /v1/users/{username}/followers.
 type followerPage struct {
@@ -67,26 +74,25 @@ func (s *server) listFollowers(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, *p)
 		return
 	}
-	var cursor uint64
-	if c := r.URL.Query().Get("cursor"); r.URL.Query().Has("cursor") {
-		var err error
-		if cursor, err = strconv.ParseUint(c, 10, 64); err != nil {
-			writeProblem(w, badQuery("cursor must be the next value of an earlier page"))
-			return
-		}
+	cursor := r.URL.Query().Get("cursor")
+	if r.URL.Query().Has("cursor") && (len(cursor) > maxCursor || !cursorRE.MatchString(cursor)) {
+		writeProblem(w, badQuery("cursor must be the next value of an earlier page"))
+		return
 	}
 	if !s.userMustExist(w, r, username) {
 		return
 	}
 	jids, next, err := s.graph.FollowerPage(r.Context(), username, cursor, limit, make([]string, 0, limit))
+	var bad interface{ BadCursor() bool }
+	if errors.As(err, &bad) && bad.BadCursor() {
+		writeProblem(w, badQuery("cursor must be the next value of an earlier page"))
+		return
+	}
 	if err != nil {
 		s.fail(w, r, "follower page", err)
 		return
 	}
-	page := followerPage{Followers: jids}
-	if next != 0 {
-		page.Next = strconv.FormatUint(next, 10)
-	}
+	page := followerPage{Followers: jids, Next: next}
 	writeJSON(w, http.StatusOK, page)
 }
 

@@ -34,7 +34,7 @@ func newJetStreamAPI(t *testing.T, ensureStreams bool) *jetStreamAPI {
 		t.Fatal(err)
 	}
 	if ensureStreams {
-		if err := fanout.EnsureStreams(context.Background(), js); err != nil {
+		if err := fanout.EnsureStreams(context.Background(), js, fanout.StreamLimits{}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -74,9 +74,10 @@ type Posts interface {
 // Followers is what the API needs of the social graph.
 // subscribers.RedisStore implements it.
 type Followers interface {
-	// FollowerPage returns one SSCAN page of the author's followers and the
-	// next cursor, zero at the end.
-	FollowerPage(ctx context.Context, author string, cursor uint64, count int, buf []string) ([]string, uint64, error)
+	// FollowerPage returns one page of the author's followers and the
+	// opaque cursor of the next, "" at the end. A cursor it did not make
+	// gives an error with a BadCursor method that returns true.
+	FollowerPage(ctx context.Context, author, cursor string, count int, buf []string) ([]string, string, error)
 	// Follow makes the bare JID follow author and reports whether it is new.
 	Follow(ctx context.Context, author, jid string) (bool, error)
 	// Unfollow ends the relation and reports whether there was one.

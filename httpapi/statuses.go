@@ -125,7 +125,10 @@ func (s *server) reserve(w http.ResponseWriter, r *http.Request, key string, pos
 }
 
 // publish hands the post to JetStream and answers 202 once it is stored, or
-// 503 if it could not be; it reports whether the post is stored.
+// 503 if it could not be; it reports whether the post is stored. The post is
+// recorded in the author's history even when JetStream reports a duplicate:
+// the attempt that stored it may have failed before recording it (its
+// client saw a 503 or a timeout), and followers have it all the same.
 func (s *server) publish(w http.ResponseWriter, r *http.Request, post starling.Post) bool {
 	duplicate, err := s.publishTimed(r, "post", post)
 	if err != nil {
@@ -134,8 +137,8 @@ func (s *server) publish(w http.ResponseWriter, r *http.Request, post starling.P
 	}
 	if !duplicate {
 		s.metrics.published.Inc()
-		s.record(r, post)
 	}
+	s.record(r, post)
 	w.Header().Set("Location", "/v1/statuses/"+post.ID)
 	writeJSON(w, http.StatusAccepted, toStatus(post))
 	return true
@@ -171,8 +174,10 @@ func unavailable(w http.ResponseWriter, detail string) {
 	writeProblem(w, blank(http.StatusServiceUnavailable, detail))
 }
 
-// record counts a newly stored post. The post is already in JetStream, so a
-// failure here is logged but does not fail the request.
+// record keeps a stored post in the author's history (recording it again
+// changes nothing). The post is already in JetStream, so a failure here is
+// logged but does not fail the request: the gateway's fanout stage records
+// every post it takes too, which repairs the history.
 func (s *server) record(r *http.Request, post starling.Post) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), recordTimeout)
 	defer cancel()

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
+
+	"starling.dev/starling"
 )
 
 func TestPostStatusProblems(t *testing.T) {
@@ -251,4 +253,49 @@ func TestPostReadsNoProfile(t *testing.T) {
 		t.Fatalf("published %+v", p)
 	}
 	e.wantPosts(t, "alice", 1)
+}
+
+// storedButLost is a publisher whose first publish stores the post and then
+// fails, as when JetStream's ack is lost to a timeout: the client sees a 503
+// and retries, and JetStream reports the retry as a duplicate.
+type storedButLost struct {
+	fakePublisher
+	lost bool
+}
+
+func (p *storedButLost) PublishPost(ctx context.Context, post starling.Post) (bool, error) {
+	dup, err := p.fakePublisher.PublishPost(ctx, post)
+	if err == nil && !p.lost {
+		p.lost = true
+		return false, errors.New("nats: timeout")
+	}
+	return dup, err
+}
+
+// TestDuplicatePublishIsRecorded: a post that reached JetStream on an attempt
+// that failed is recorded by the retry JetStream calls a duplicate, so GET and
+// DELETE find the post its followers got.
+func TestDuplicatePublishIsRecorded(t *testing.T) {
+	pub := &storedButLost{}
+	e := newAPI(t, newRedisStore(t), pub, nil)
+	token := e.createUser(t, "alice")
+	wantProblem(t, e.post(t, token, "k", "hello"), 503, typeBlank, "retry")
+	if n := len(pub.stored()); n != 1 {
+		t.Fatalf("%d posts stored by the failed attempt, want 1", n)
+	}
+	id := acceptedID(t, e.post(t, token, "k", "hello"))
+	if _, ok := pub.stored()[id]; !ok {
+		t.Fatalf("the retry answered %s, which is not the stored post", id)
+	}
+	if rec := e.do(t, request{method: http.MethodGet, path: "/v1/statuses/" + id}); rec.Code != http.StatusOK {
+		t.Fatalf("GET after a duplicate publish: %d %s", rec.Code, rec.Body)
+	}
+	e.wantPosts(t, "alice", 1)
+	e.wantPublished(t, 0) // nothing new reached JetStream on the retry
+	if rec := e.do(t, request{method: http.MethodDelete, path: "/v1/statuses/" + id, header: bearer(token)}); rec.Code != http.StatusNoContent {
+		t.Fatalf("DELETE after a duplicate publish: %d %s", rec.Code, rec.Body)
+	}
+	if rec := e.do(t, request{method: http.MethodGet, path: "/v1/statuses/" + id}); rec.Code != http.StatusNotFound {
+		t.Fatalf("GET after DELETE: %d", rec.Code)
+	}
 }

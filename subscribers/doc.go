@@ -1,8 +1,11 @@
 // Package subscribers keeps Starling's social graph in Redis — the followers
 // of each author and the authors each JID follows — and what the gateway
 // knows of each follower: paused ("off"), presence, presence grants, bounces.
-// The fanout stage pages through followers here (ScanFollowers), skipping
-// those who should not get a post now.
+// The fanout stage walks followers here in JID order (WalkFollowers),
+// skipping those who should not get a post now, and keeps each post's
+// fanout progress (Progress, SaveProgress) and its sends in flight
+// (BeginSend, EndSend, Sending), so that a retried fanout resumes where the
+// last attempt stopped and a retraction never overtakes its post.
 //
 // Keys are built by internal/rediskeys; docs/ARCHITECTURE.md has the table.
 // A follower's keys share the hash tag {<jid>} and an author's follower set

@@ -15,13 +15,13 @@ func (s *RedisStore) AddFollowers(ctx context.Context, author string, jids []str
 	if len(jids) == 0 {
 		return 0, nil
 	}
-	members := make([]any, len(jids))
+	members := make([]redis.Z, len(jids))
 	for i, j := range jids {
-		members[i] = j
+		members[i] = redis.Z{Member: j}
 	}
 	var added *redis.IntCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		added = p.SAdd(ctx, s.keys.Followers(author), members...)
+		added = p.ZAddNX(ctx, s.keys.Followers(author), members...)
 		for _, j := range jids {
 			p.HSet(ctx, s.keys.Following(j), author, followingMark)
 		}
@@ -40,27 +40,25 @@ const deletePage = 1000
 // DropFollowers removes the author from the g:<jid> of each follower, page
 // by page, and then the follower set; it is idempotent.
 func (s *RedisStore) DropFollowers(ctx context.Context, author string) error {
-	var cursor uint64
-	for {
-		jids, next, err := s.rdb.SScan(ctx, s.keys.Followers(author), cursor, "", deletePage).Result()
+	key := s.keys.Followers(author)
+	for after := ""; ; {
+		jids, err := s.followersAfter(ctx, s.rdb, key, after, deletePage).Result()
 		if err != nil {
 			return fmt.Errorf("subscribers: delete followers of %q: %w", author, err)
 		}
-		if len(jids) > 0 {
-			_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-				for _, j := range jids {
-					p.HDel(ctx, s.keys.Following(j), author)
-				}
-				return nil
-			})
-			if err != nil {
-				return fmt.Errorf("subscribers: delete followers of %q: %w", author, err)
-			}
-		}
-		if next == 0 {
+		if len(jids) == 0 {
 			break
 		}
-		cursor = next
+		_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, j := range jids {
+				p.HDel(ctx, s.keys.Following(j), author)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("subscribers: delete followers of %q: %w", author, err)
+		}
+		after = jids[len(jids)-1]
 	}
 	if err := s.rdb.Unlink(ctx, s.keys.Followers(author)).Err(); err != nil {
 		return fmt.Errorf("subscribers: delete followers of %q: %w", author, err)
@@ -70,7 +68,7 @@ func (s *RedisStore) DropFollowers(ctx context.Context, author string) error {
 
 // FollowerCount returns how many JIDs follow author.
 func (s *RedisStore) FollowerCount(ctx context.Context, author string) (int64, error) {
-	n, err := s.rdb.SCard(ctx, s.keys.Followers(author)).Result()
+	n, err := s.rdb.ZCard(ctx, s.keys.Followers(author)).Result()
 	if err != nil {
 		return 0, fmt.Errorf("subscribers: follower count of %s: %w", author, err)
 	}

@@ -25,7 +25,7 @@ func TestAddFollowers(t *testing.T) {
 	if f, _ := s.Following(ctx, "c@x.org"); !slices.Equal(f, []string{"alice"}) {
 		t.Fatalf("followee index: %v", f)
 	}
-	if ok, _ := s.rdb.SIsMember(ctx, s.keys.Followers("alice"), "a@x.org").Result(); !ok {
+	if _, err := s.rdb.ZScore(ctx, s.keys.Followers("alice"), "a@x.org").Result(); err != nil {
 		t.Fatal("a@x.org is not in the follower set")
 	}
 }

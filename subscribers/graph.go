@@ -2,8 +2,11 @@ package subscribers
 
 import (
 	"context"
+	"encoding/base64"
+	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -18,7 +21,7 @@ var _ fanout.FollowerPager = (*RedisStore)(nil)
 func (s *RedisStore) Follow(ctx context.Context, author, jid string) (bool, error) {
 	var added *redis.IntCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		added = p.SAdd(ctx, s.keys.Followers(author), jid)
+		added = p.ZAddNX(ctx, s.keys.Followers(author), redis.Z{Member: jid})
 		p.HSet(ctx, s.keys.Following(jid), author, followingMark)
 		return nil
 	})
@@ -32,7 +35,7 @@ func (s *RedisStore) Follow(ctx context.Context, author, jid string) (bool, erro
 func (s *RedisStore) Unfollow(ctx context.Context, author, jid string) (bool, error) {
 	var removed *redis.IntCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		removed = p.SRem(ctx, s.keys.Followers(author), jid)
+		removed = p.ZRem(ctx, s.keys.Followers(author), jid)
 		p.HDel(ctx, s.keys.Following(jid), author)
 		return nil
 	})
@@ -52,31 +55,42 @@ func (s *RedisStore) Following(ctx context.Context, jid string) ([]string, error
 	return authors, nil
 }
 
-// ScanFollowers calls page with successive SSCAN pages of an author's
-// followers who get posts now: not paused, not known to be offline (unknown
-// presence counts as reachable), not recently unreachable. Each round trip
-// is one pipeline holding the current page's states and the next page's
-// SSCAN, so a scan of P pages costs P+1 round trips. count is a hint: Redis
-// may return more or fewer per page. The slice passed to page is reused
-// after it returns.
-func (s *RedisStore) ScanFollowers(ctx context.Context, author string, count int, page func([]string) error) error {
+// An author's followers are a sorted set whose every score is 0, so Redis
+// orders it by the JIDs' bytes and ZRANGE BYLEX pages through it from any
+// JID: the last JID of a page is a cursor that means the same on any server,
+// before and after a restart, and stays valid while members come and go
+// (SSCAN's cursor does neither: after a restart it walks a different table).
+
+// WalkFollowers calls page with successive pages of at most count of an
+// author's followers in JID order, after the JID after ("" for the start).
+// Unless all is set, only followers who get posts now are passed: not
+// paused, not known to be offline (unknown presence counts as reachable),
+// not recently unreachable. last is the last JID the page covered, passed
+// or not. Each round trip is one pipeline holding the current page's states
+// and the next page's ZRANGE, so a walk of P pages costs P+1 round trips.
+// The slice passed to page is reused after it returns.
+func (s *RedisStore) WalkFollowers(ctx context.Context, author, after string, count int, all bool, page func(jids []string, last string) error) error {
 	key := s.keys.Followers(author)
-	keys, cursor, err := s.rdb.SScan(ctx, key, 0, "", int64(count)).Result()
+	keys, err := s.followersAfter(ctx, s.rdb, key, after, count).Result()
 	if err != nil {
 		return fmt.Errorf("subscribers: followers of %s: %w", author, err)
 	}
 	var states []*redis.SliceCmd
-	var deliver []string
-	for {
-		var next *redis.ScanCmd
+	var filtered []string
+	for len(keys) > 0 {
+		last := keys[len(keys)-1]
+		more := len(keys) >= count
+		var next *redis.StringSliceCmd
 		states = states[:0]
-		if len(keys) > 0 || cursor != 0 {
+		if !all || more {
 			_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-				for _, jid := range keys {
-					states = append(states, p.HMGet(ctx, s.keys.State(jid), stateFields...))
+				if !all {
+					for _, jid := range keys {
+						states = append(states, p.HMGet(ctx, s.keys.State(jid), stateFields...))
+					}
 				}
-				if cursor != 0 {
-					next = p.SScan(ctx, key, cursor, "", int64(count))
+				if more {
+					next = s.followersAfter(ctx, p, key, last, count)
 				}
 				return nil
 			})
@@ -84,33 +98,68 @@ func (s *RedisStore) ScanFollowers(ctx context.Context, author string, count int
 				return fmt.Errorf("subscribers: followers of %s: %w", author, err)
 			}
 		}
-		now := time.Now()
-		deliver = deliver[:0]
-		for i, jid := range keys {
-			if stateOf(states[i].Val()).deliverable(now) {
-				deliver = append(deliver, jid)
+		deliver := keys
+		if !all {
+			now := time.Now()
+			filtered = filtered[:0]
+			for i, jid := range keys {
+				if stateOf(states[i].Val()).deliverable(now) {
+					filtered = append(filtered, jid)
+				}
 			}
+			deliver = filtered
 		}
-		if len(deliver) > 0 {
-			if err := page(deliver); err != nil {
-				return err
-			}
+		if err := page(deliver, last); err != nil {
+			return err
 		}
 		if next == nil {
 			return nil
 		}
-		keys, cursor = next.Val()
+		keys = next.Val()
 	}
+	return nil
 }
 
-// FollowerPage returns one SSCAN page of all of an author's followers,
-// whatever their state, appended to buf, and the cursor of the next page
-// (zero when the scan is complete). It serves the API's follower listing;
-// deliveries use ScanFollowers.
-func (s *RedisStore) FollowerPage(ctx context.Context, author string, cursor uint64, count int, buf []string) ([]string, uint64, error) {
-	keys, next, err := s.rdb.SScan(ctx, s.keys.Followers(author), cursor, "", int64(count)).Result()
+// followersAfter is the ZRANGE of up to count followers after the JID
+// after ("" for the first).
+func (s *RedisStore) followersAfter(ctx context.Context, c redis.Cmdable, key, after string, count int) *redis.StringSliceCmd {
+	start := "-"
+	if after != "" {
+		start = "(" + after
+	}
+	return c.ZRangeArgs(ctx, redis.ZRangeArgs{Key: key, Start: start, Stop: "+", ByLex: true, Count: int64(count)})
+}
+
+// FollowerPage returns one page of up to count of an author's followers,
+// whatever their state, in JID order, appended to buf, and the cursor of
+// the next page ("" when there is none). The cursor is opaque to callers
+// (base64url of the page's last JID) and, like WalkFollowers', stays valid
+// while the set changes and across Redis restarts. It serves the API's
+// follower listing; deliveries use WalkFollowers.
+func (s *RedisStore) FollowerPage(ctx context.Context, author, cursor string, count int, buf []string) ([]string, string, error) {
+	after, err := base64.RawURLEncoding.DecodeString(cursor)
+	if err == nil && cursor != "" && !strings.Contains(string(after), "@") {
+		err = errors.New("not a follower JID")
+	}
 	if err != nil {
-		return buf, 0, fmt.Errorf("subscribers: followers of %s: %w", author, err)
+		return buf, "", cursorError{err}
+	}
+	keys, err := s.followersAfter(ctx, s.rdb, s.keys.Followers(author), string(after), count).Result()
+	if err != nil {
+		return buf, "", fmt.Errorf("subscribers: followers of %s: %w", author, err)
+	}
+	next := ""
+	if len(keys) >= count && len(keys) > 0 {
+		next = base64.RawURLEncoding.EncodeToString([]byte(keys[len(keys)-1]))
 	}
 	return append(buf, keys...), next, nil
 }
+
+// cursorError is the error of a follower page cursor this store did not
+// make. Its BadCursor method lets a caller tell it from a store failure
+// without importing this package.
+type cursorError struct{ err error }
+
+func (e cursorError) Error() string { return "subscribers: bad cursor: " + e.err.Error() }
+func (e cursorError) Unwrap() error { return e.err }
+func (cursorError) BadCursor() bool { return true }

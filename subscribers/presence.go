@@ -21,7 +21,7 @@ const (
 	fieldUnreachable = "unreachable" // unix time their server last bounced BounceLimit in a row
 )
 
-// Presence states as ScanFollowers sees them.
+// Presence states as WalkFollowers sees them.
 const (
 	presenceOn  = "on"
 	presenceOff = "off"

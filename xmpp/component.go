@@ -23,6 +23,8 @@ type Component struct {
 	log     *slog.Logger
 	pings   *pings
 	pacer   *pacer
+	// work queues what the handlers leave to the workers (work.go).
+	work *workers
 	// pingHead is the delivery ping up to its id, rendered once.
 	pingHead []byte
 	// pingTo is Config.PingTo parsed: only its answers confirm a chunk.
@@ -51,6 +53,7 @@ func New(store Store, metrics *Metrics, log *slog.Logger, cfg Config) (*Componen
 		log:      log,
 		pings:    newPings(),
 		pacer:    newPacer(cfg.QueueDelay, minWindow, maxWindow),
+		work:     newWorkers(workShards, workQueue),
 		ready:    make(chan struct{}),
 		pingHead: renderPingHead(cfg.Domain, cfg.PingTo),
 		pingTo:   jid.MustParse(cfg.PingTo),

@@ -37,6 +37,8 @@ type link struct {
 // Run connects and reconnects with backoff until ctx ends; then it closes the
 // stream politely and returns nil.
 func (c *Component) Run(ctx context.Context) error {
+	// The handlers' workers (work.go) live as long as Run.
+	defer c.startWork(ctx)()
 	backoff := c.cfg.MinBackoff
 	for {
 		start := time.Now()

@@ -55,10 +55,14 @@ type iqRequest struct {
 	author string // "" for the service JID
 }
 
+// handleIQ settles delivery pings on the reader, at once: their answers
+// must never wait behind anything. A get or set addressed to us is queued
+// on the sender's worker (work.go), which answers it with a result or an
+// error, never with silence.
 func (c *Component) handleIQ(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
 	var in inIQ
 	if err := decodeStanza(t, start, &in); err != nil {
-		return nil
+		return c.undecodableIQ(t, start)
 	}
 	switch stanza.IQType(in.Type) {
 	case stanza.ResultIQ, stanza.ErrorIQ:
@@ -71,11 +75,11 @@ func (c *Component) handleIQ(t xmlstream.TokenReadEncoder, start *xml.StartEleme
 		return nil
 	case stanza.GetIQ, stanza.SetIQ:
 	default:
-		return nil
+		return nil // not a request: nothing to answer
 	}
 	from, to, ok := c.addresses(in.From, in.To)
 	if !ok {
-		return nil // mellium answers service-unavailable
+		return nil // no sender to answer; the server routes only ours to us
 	}
 	req := iqRequest{
 		stanza: in,
@@ -83,19 +87,50 @@ func (c *Component) handleIQ(t xmlstream.TokenReadEncoder, start *xml.StartEleme
 		from:   from,
 		author: to.Localpart(),
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
-	defer cancel()
+	if !c.queue(from.Bare().String(), "iq", func(ctx context.Context, out *outbox) { c.answer(ctx, out, req) }) {
+		return c.iqError(t, req, stanza.Error{Type: stanza.Wait, Condition: stanza.ResourceConstraint})
+	}
+	return nil
+}
+
+// answer writes the result of a get or set, or the error it met.
+func (c *Component) answer(ctx context.Context, w xmlstream.TokenWriter, req iqRequest) {
 	if req.author != "" {
 		if _, err := c.store.Profile(ctx, req.author); err != nil {
-			return c.iqError(t, req, errCondition(err))
+			_ = c.iqError(w, req, errCondition(err))
+			return
 		}
 	}
 	payload, err := c.answerIQ(ctx, req)
 	if err != nil {
-		return c.iqError(t, req, errCondition(err))
+		_ = c.iqError(w, req, errCondition(err))
+		return
 	}
-	_, err = xmlstream.Copy(t, req.iq.Result(payload))
-	return err
+	_, _ = xmlstream.Copy(w, req.iq.Result(payload))
+}
+
+// undecodableIQ answers a get or set whose payload could not be decoded
+// with bad-request; anything else undecodable is dropped.
+func (c *Component) undecodableIQ(w xmlstream.TokenWriter, start *xml.StartElement) error {
+	var id, typ, fromAttr, toAttr string
+	for _, a := range start.Attr {
+		switch a.Name.Local {
+		case "id":
+			id = a.Value
+		case "type":
+			typ = a.Value
+		case "from":
+			fromAttr = a.Value
+		case "to":
+			toAttr = a.Value
+		}
+	}
+	from, to, ok := c.addresses(fromAttr, toAttr)
+	if !ok || (typ != string(stanza.GetIQ) && typ != string(stanza.SetIQ)) {
+		return nil
+	}
+	req := iqRequest{iq: stanza.IQ{ID: id, Type: stanza.IQType(typ), From: from, To: to}, from: from}
+	return c.iqError(w, req, stanza.Error{Type: stanza.Modify, Condition: stanza.BadRequest})
 }
 
 // Errors answerIQ returns, mapped to stanza error conditions.

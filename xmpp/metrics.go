@@ -10,6 +10,7 @@ type Metrics struct {
 	commands  prometheus.Counter
 	limited   prometheus.Counter
 	bounces   prometheus.Counter
+	busy      prometheus.Counter
 }
 
 // NewMetrics registers the component's metrics on reg.
@@ -30,8 +31,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		bounces: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "starling_xmpp_bounces_total", Help: "Deliveries the followers' servers sent back as errors.",
 		}),
+		busy: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "starling_xmpp_handler_busy_total", Help: "Stanzas refused at once because their sender's handler queue was full (a slow store).",
+		}),
 	}
-	reg.MustRegister(m.connects, m.connected, m.commands, m.limited, m.bounces)
+	reg.MustRegister(m.connects, m.connected, m.commands, m.limited, m.bounces, m.busy)
 	return m
 }
 
@@ -62,5 +66,11 @@ func (m *Metrics) limitedCommand() {
 func (m *Metrics) bounce() {
 	if m != nil {
 		m.bounces.Inc()
+	}
+}
+
+func (m *Metrics) busyStanza() {
+	if m != nil {
+		m.busy.Inc()
 	}
 }

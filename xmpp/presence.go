@@ -26,7 +26,8 @@ const statusChars = 140
 
 // handlePresence implements following by roster and learns availability.
 // Presence from a follower's resource, to any of our JIDs, tells whether
-// they are online; subscriptions to an author's JID are follows.
+// they are online; subscriptions to an author's JID are follows. The work is
+// queued on the sender's worker (work.go).
 func (c *Component) handlePresence(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
 	var p inPresence
 	if err := decodeStanza(t, start, &p); err != nil {
@@ -36,36 +37,48 @@ func (c *Component) handlePresence(t xmlstream.TokenReadEncoder, start *xml.Star
 	if !ok {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
-	defer cancel()
-	follower, ours, author := from.Bare().String(), to.Bare(), to.Localpart()
 	c.log.Debug("presence", "type", p.Type, "from", p.From, "to", p.To)
-	switch stanza.PresenceType(p.Type) {
+	typ := stanza.PresenceType(p.Type)
+	if typ == stanza.ErrorPresence {
+		return nil // errors are never answered
+	}
+	if c.queue(from.Bare().String(), "presence", func(ctx context.Context, out *outbox) { c.presence(ctx, out, typ, from, to) }) {
+		return nil
+	}
+	// Refused: a subscription change is told to try again later. The
+	// rest needs no answer; a lost availability update is corrected by
+	// the follower's next one, or by the probes after a reconnect.
+	if typ == stanza.SubscribePresence || typ == stanza.UnsubscribePresence {
+		return writePresenceError(t, to.Bare(), from.Bare(), stanza.Error{Type: stanza.Wait, Condition: stanza.ResourceConstraint})
+	}
+	return nil
+}
+
+// presence does the work of one presence stanza, on the sender's worker.
+func (c *Component) presence(ctx context.Context, w xmlstream.TokenWriter, typ stanza.PresenceType, from, to jid.JID) {
+	follower, ours, author := from.Bare().String(), to.Bare(), to.Localpart()
+	switch typ {
 	case stanza.AvailablePresence, stanza.UnavailablePresence:
-		if _, err := c.store.SetPresence(ctx, follower, from.Resourcepart(), p.Type == ""); err != nil {
+		if _, err := c.store.SetPresence(ctx, follower, from.Resourcepart(), typ == stanza.AvailablePresence); err != nil {
 			c.log.Warn("presence not recorded", "from", follower, "err", err)
 		}
-		return nil
 	case stanza.SubscribePresence:
-		return c.subscribe(ctx, t, from, ours, author)
+		_ = c.subscribe(ctx, w, from, ours, author)
 	case stanza.UnsubscribePresence:
 		if author != "" {
 			if _, err := c.im.Unfollow(ctx, follower, author); err != nil && !errors.Is(err, starling.ErrUnknownUser) {
 				c.log.Warn("unfollow by roster failed", "from", follower, "author", author, "err", err)
 			}
 		}
-		return writePresence(t, ours, from.Bare(), stanza.UnsubscribedPresence, "")
+		_ = writePresence(w, ours, from.Bare(), stanza.UnsubscribedPresence, "")
 	case stanza.SubscribedPresence, stanza.UnsubscribedPresence:
 		// The follower granted (or revoked) our JID their presence.
-		granted := p.Type == string(stanza.SubscribedPresence)
-		if err := c.store.Granted(ctx, follower, ours.String(), granted); err != nil {
+		if err := c.store.Granted(ctx, follower, ours.String(), typ == stanza.SubscribedPresence); err != nil {
 			c.log.Warn("presence grant not recorded", "from", follower, "err", err)
 		}
-		return nil
 	case stanza.ProbePresence:
-		return c.answerProbe(ctx, t, from, ours, author)
+		_ = c.answerProbe(ctx, w, from, ours, author)
 	}
-	return nil // errors are never answered
 }
 
 // subscribe answers a subscription request: to an author's JID it follows
@@ -145,6 +158,12 @@ func writePresence(w xmlstream.TokenWriter, from, to jid.JID, typ stanza.Presenc
 		payload = xmlstream.Wrap(xmlstream.Token(xml.CharData(status)), xml.StartElement{Name: xml.Name{Local: "status"}})
 	}
 	_, err := xmlstream.Copy(w, stanza.Presence{From: from, To: to, Type: typ}.Wrap(payload))
+	return err
+}
+
+// writePresenceError writes a presence of type error carrying e.
+func writePresenceError(w xmlstream.TokenWriter, from, to jid.JID, e stanza.Error) error {
+	_, err := xmlstream.Copy(w, stanza.Presence{From: from, To: to, Type: stanza.ErrorPresence}.Wrap(e.TokenReader()))
 	return err
 }
 

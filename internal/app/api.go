@@ -102,7 +102,7 @@ func serveAPI(ctx context.Context, cfg API, in *infra, h http.Handler, log *slog
 		// The streams usually exist (the gateway makes them too); while
 		// NATS is not up, publishing answers 503 and this retries.
 		_ = retry(gctx, log, "creating JetStream streams", func(ctx context.Context) error {
-			return fanout.EnsureStreams(ctx, in.js)
+			return fanout.EnsureStreams(ctx, in.js, cfg.streamLimits())
 		})
 		return nil
 	})

@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"time"
 
 	"starling.dev/starling"
 	"starling.dev/starling/accounts"
+	"starling.dev/starling/fanout"
 	"starling.dev/starling/httpapi"
 )
 
@@ -21,6 +23,15 @@ type Common struct {
 	Domain      string
 	MetricsAddr string
 	LogLevel    string
+	// PostHistory is how many posts per author stay addressable (GET
+	// /v1/statuses/{id}, pagination, IM "last"). Both processes record
+	// posts (the gateway repairs what the API could not record), so both
+	// trim the history to it.
+	PostHistory int
+	// Limits of the JetStream streams, which either process may create;
+	// zero turns a limit off.
+	PostsMaxAge, DeliveriesMaxAge     time.Duration
+	PostsMaxBytes, DeliveriesMaxBytes int64
 }
 
 // Gateway is the configuration of cmd/gateway.
@@ -35,6 +46,9 @@ type Gateway struct {
 	CommandRate      float64
 	CommandBurst     int
 	MaxFollowing     int
+	// DeliveryMaxLag is the age past which a post is no longer delivered
+	// (fanout.ConsumerConfig.MaxLag); zero turns the limit off.
+	DeliveryMaxLag time.Duration
 }
 
 // API is the configuration of cmd/api.
@@ -43,9 +57,6 @@ type API struct {
 	HTTPAddr     string
 	AdminToken   string // from the environment only
 	MaxPostChars int
-	// PostHistory is how many posts per author stay addressable (GET
-	// /v1/statuses/{id}, pagination, IM "last").
-	PostHistory int
 	// Rate limits per client IP and per bearer token: requests per second
 	// (0 turns the limit off, as in httpapi.RateLimits) and burst.
 	RateIP, RateToken           float64
@@ -80,6 +91,28 @@ func (b *binder) integer(p *int, flagName, envName string, def int, usage string
 	b.fs.IntVar(p, flagName, def, usage+" ($"+envName+")")
 }
 
+func (b *binder) int64(p *int64, flagName, envName string, def int64, usage string) {
+	if v, ok := b.env(envName); ok {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			b.err = errors.Join(b.err, fmt.Errorf("$%s: %q is not a whole number of bytes", envName, v))
+		}
+		def = n
+	}
+	b.fs.Int64Var(p, flagName, def, usage+" ($"+envName+")")
+}
+
+func (b *binder) duration(p *time.Duration, flagName, envName string, def time.Duration, usage string) {
+	if v, ok := b.env(envName); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			b.err = errors.Join(b.err, fmt.Errorf("$%s: %q is not a duration (like 90m or 24h)", envName, v))
+		}
+		def = d
+	}
+	b.fs.DurationVar(p, flagName, def, usage+" ($"+envName+")")
+}
+
 func (b *binder) float(p *float64, flagName, envName string, def float64, usage string) {
 	if v, ok := b.env(envName); ok {
 		f, err := strconv.ParseFloat(v, 64)
@@ -103,6 +136,46 @@ func (b *binder) common(c *Common, natsDefault, metricsDefault string) {
 	b.str(&c.Domain, "xmpp-domain", "STARLING_XMPP_DOMAIN", "", "the component's XMPP domain")
 	b.str(&c.MetricsAddr, "metrics-addr", "STARLING_METRICS_ADDR", metricsDefault, "address of /metrics, /healthz and /readyz")
 	b.str(&c.LogLevel, "log-level", "STARLING_LOG_LEVEL", "info", "log level: debug, info, warn or error")
+	b.integer(&c.PostHistory, "post-history", "STARLING_POST_HISTORY", accounts.DefaultRecentPosts, "posts per author kept addressable by id and for pagination")
+	b.duration(&c.PostsMaxAge, "posts-max-age", "STARLING_POSTS_MAX_AGE", fanout.DefaultPostsMaxAge, "how long the POSTS stream keeps a post; 0 turns the limit off")
+	b.int64(&c.PostsMaxBytes, "posts-max-bytes", "STARLING_POSTS_MAX_BYTES", fanout.DefaultPostsMaxBytes, "size limit of the POSTS stream, oldest dropped first; 0 turns the limit off")
+	b.duration(&c.DeliveriesMaxAge, "deliveries-max-age", "STARLING_DELIVERIES_MAX_AGE", fanout.DefaultDeliveriesMaxAge, "how long a delivery batch may wait in the DELIVERIES stream; 0 turns the limit off")
+	b.int64(&c.DeliveriesMaxBytes, "deliveries-max-bytes", "STARLING_DELIVERIES_MAX_BYTES", fanout.DefaultDeliveriesMaxBytes, "size limit of the DELIVERIES stream, new batches refused when full; 0 turns the limit off")
+}
+
+// validate reports malformed shared settings.
+func (c Common) validate() []error {
+	var errs []error
+	if c.PostHistory < 1 {
+		errs = append(errs, errors.New("STARLING_POST_HISTORY must be at least 1"))
+	}
+	if c.PostsMaxAge < 0 || c.DeliveriesMaxAge < 0 || c.PostsMaxBytes < 0 || c.DeliveriesMaxBytes < 0 {
+		errs = append(errs, errors.New("STARLING_POSTS_MAX_* and STARLING_DELIVERIES_MAX_* must not be negative"))
+	} else if err := c.streamLimits().Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := ParseLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	return errs
+}
+
+// streamLimits are the stream settings as fanout takes them: there zero
+// means the default and negative no limit.
+func (c Common) streamLimits() fanout.StreamLimits {
+	return fanout.StreamLimits{
+		PostsMaxAge: offIfZero(c.PostsMaxAge), PostsMaxBytes: offIfZero(c.PostsMaxBytes),
+		DeliveriesMaxAge: offIfZero(c.DeliveriesMaxAge), DeliveriesMaxBytes: offIfZero(c.DeliveriesMaxBytes),
+	}
+}
+
+// offIfZero maps a setting's "0 turns it off" to a package's "negative
+// means no limit" (where zero means the default).
+func offIfZero[T time.Duration | int64](v T) T {
+	if v == 0 {
+		return -1
+	}
+	return v
 }
 
 // ParseGateway reads the gateway's flags and environment.
@@ -119,6 +192,7 @@ func ParseGateway(args []string, env Env) (Gateway, error) {
 	b.float(&c.CommandRate, "command-rate", "STARLING_COMMAND_RATE", 1, "IM commands per second one JID may send, sustained")
 	b.integer(&c.CommandBurst, "command-burst", "STARLING_COMMAND_BURST", 10, "IM commands one JID may send at once")
 	b.integer(&c.MaxFollowing, "max-following", "STARLING_MAX_FOLLOWING", 1000, "most authors one JID may follow")
+	b.duration(&c.DeliveryMaxLag, "delivery-max-lag", "STARLING_DELIVERY_MAX_LAG", fanout.DefaultMaxLag, "age past which a post is no longer delivered (counted and logged); 0 turns the limit off")
 	b.secret(&c.XMPPSecret, "STARLING_XMPP_SECRET")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -131,7 +205,7 @@ func ParseGateway(args []string, env Env) (Gateway, error) {
 
 // Validate reports missing or malformed settings.
 func (c Gateway) Validate() error {
-	var errs []error
+	errs := c.validate()
 	if c.Domain == "" {
 		errs = append(errs, errors.New("STARLING_XMPP_DOMAIN is required"))
 	}
@@ -141,10 +215,15 @@ func (c Gateway) Validate() error {
 	if c.ProbeRate <= 0 || c.CommandRate <= 0 || c.CommandBurst < 1 || c.MaxFollowing < 1 {
 		errs = append(errs, errors.New("probe rate, command rate and burst, and max following must be positive"))
 	}
-	if _, err := ParseLevel(c.LogLevel); err != nil {
-		errs = append(errs, err)
+	if c.DeliveryMaxLag < 0 {
+		errs = append(errs, errors.New("STARLING_DELIVERY_MAX_LAG must not be negative"))
 	}
 	return errors.Join(errs...)
+}
+
+// consumerConfig is the pipeline's tuning from the settings.
+func (c Gateway) consumerConfig() fanout.ConsumerConfig {
+	return fanout.ConsumerConfig{MaxLag: offIfZero(c.DeliveryMaxLag)}
 }
 
 // ParseAPI reads the API's flags and environment.
@@ -155,7 +234,6 @@ func ParseAPI(args []string, env Env) (API, error) {
 	b.common(&c.Common, "nats://127.0.0.1:4222", "")
 	b.str(&c.HTTPAddr, "http-addr", "STARLING_HTTP_ADDR", "127.0.0.1:8080", "HTTP listen address")
 	b.integer(&c.MaxPostChars, "max-post-chars", "STARLING_MAX_POST_CHARS", starling.DefaultMaxPostChars, "longest post, in Unicode code points")
-	b.integer(&c.PostHistory, "post-history", "STARLING_POST_HISTORY", accounts.DefaultRecentPosts, "posts per author kept addressable by id and for pagination")
 	b.float(&c.RateIP, "rate-ip", "STARLING_RATE_IP", httpapi.DefaultIPRate, "requests per second per client IP; 0 turns the limit off")
 	b.integer(&c.RateIPBurst, "rate-ip-burst", "STARLING_RATE_IP_BURST", httpapi.DefaultIPBurst, "requests one client IP may make at once")
 	b.float(&c.RateToken, "rate-token", "STARLING_RATE_TOKEN", httpapi.DefaultTokenRate, "requests per second per bearer token; 0 turns the limit off")
@@ -172,21 +250,15 @@ func ParseAPI(args []string, env Env) (API, error) {
 
 // Validate reports missing or malformed settings.
 func (c API) Validate() error {
-	var errs []error
+	errs := c.validate()
 	if c.Domain == "" {
 		errs = append(errs, errors.New("STARLING_XMPP_DOMAIN is required (the API returns authors' JIDs)"))
 	}
 	if c.MaxPostChars < 1 {
 		errs = append(errs, errors.New("STARLING_MAX_POST_CHARS must be at least 1"))
 	}
-	if c.PostHistory < 1 {
-		errs = append(errs, errors.New("STARLING_POST_HISTORY must be at least 1"))
-	}
 	if c.RateIP < 0 || c.RateToken < 0 || c.RateIPBurst < 1 || c.RateTokenBurst < 1 {
 		errs = append(errs, errors.New("STARLING_RATE_* must not be negative, and bursts at least 1"))
-	}
-	if _, err := ParseLevel(c.LogLevel); err != nil {
-		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -79,7 +79,7 @@ type gateway struct {
 func buildGateway(cfg Gateway, in *infra, log *slog.Logger) (*gateway, error) {
 	reg := newRegistry()
 	metrics := fanout.NewMetrics(reg)
-	st, err := openStores(in.rdb, cfg.RedisPrefix, 0)
+	st, err := openStores(in.rdb, cfg.RedisPrefix, cfg.PostHistory)
 	if err != nil {
 		return nil, err
 	}
@@ -91,9 +91,12 @@ func buildGateway(cfg Gateway, in *infra, log *slog.Logger) (*gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	fan := fanout.NewFanout(st.graphStore, fanout.NewJetStreamSink(in.js), metrics)
-	send := fanout.NewSend(comp, 0, metrics)
-	pipe, err := fanout.NewPipeline(in.js, fan, send, log, metrics, fanout.ConsumerConfig{})
+	track := fanout.WithTracking(st.graphStore, st.accountStore) // resumable fanouts, retractions
+	fan := fanout.NewFanout(st.graphStore, fanout.NewJetStreamSink(in.js), metrics, track)
+	send := fanout.NewSend(comp, 0, metrics, track)
+	// The pipeline records every post it fans out: the API's own record
+	// may have failed, and the history must hold what followers get.
+	pipe, err := fanout.NewPipeline(in.js, fan, send, st.accountStore, log, metrics, cfg.consumerConfig())
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +143,7 @@ func (gw *gateway) serve(ctx context.Context, hooks GatewayHooks) error {
 // outlive its hiccups.
 func (gw *gateway) runPipeline(ctx context.Context) {
 	_ = retry(ctx, gw.log, "delivery pipeline", func(ctx context.Context) error {
-		if err := fanout.EnsureStreams(ctx, gw.in.js); err != nil {
+		if err := fanout.EnsureStreams(ctx, gw.in.js, gw.cfg.streamLimits()); err != nil {
 			return err
 		}
 		return gw.pipe.Run(ctx)

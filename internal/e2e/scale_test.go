@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"starling.dev/starling/internal/testenv"
 )
 
@@ -22,13 +24,13 @@ func (s *stack) loadFollowers(t testing.TB, author string, n int, domain string)
 	ctx := context.Background()
 	key := s.prefix + "f:{" + author + "}"
 	const chunk = 10_000
-	members := make([]any, 0, chunk)
+	members := make([]redis.Z, 0, chunk)
 	for i := 0; i < n; i += chunk {
 		members = members[:0]
 		for j := i; j < min(i+chunk, n); j++ {
-			members = append(members, fmt.Sprintf("f%d@%s", j, domain))
+			members = append(members, redis.Z{Member: fmt.Sprintf("f%d@%s", j, domain)}) // a sorted set, all scored 0
 		}
-		if err := rdb.SAdd(ctx, key, members...).Err(); err != nil {
+		if err := rdb.ZAdd(ctx, key, members...).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -30,7 +30,9 @@ var Families = []Family{
 	{"i:{<user>}:<key>", "string", "accounts", "idempotency record of one POST /v1/statuses (post JSON, 24 h)"},
 	{"d:{<user>}:<key>", "string", "accounts", "marks the post of an idempotency record as published (24 h)"},
 	{"x:{<user>}:<post id>", "string", "accounts", "retraction reserved for deleting that post (24 h)"},
-	{"f:{<user>}", "set", "subscribers", "bare JIDs of the author's followers"},
+	{"f:{<user>}", "sorted set", "subscribers", "bare JIDs of the author's followers, all scored 0 (walked in JID order)"},
+	{"fp:{<user>}:<post id>", "hash", "subscribers", "fanout progress of a post: after (last JID walked), next (batch number), done (8 days)"},
+	{"fs:{<user>}:<post id>", "string", "subscribers", "batches of a post being sent now (expires 2 min after the last began)"},
 	{"g:<jid>", "hash", "subscribers", "usernames the JID follows → \"1\" (a listpack while small)"},
 	{"s:{<jid>}", "hash", "subscribers", "follower state: off, presence, asked, granted, bounces, unreachable"},
 	{"o:{<jid>}", "set", "subscribers", "the JID's resources online"},
@@ -71,6 +73,16 @@ func (l Layout) Retraction(user, id string) string {
 
 // Followers is f:{<user>}.
 func (l Layout) Followers(user string) string { return l.Prefix + "f:{" + user + "}" }
+
+// FanoutProgress is fp:{<user>}:<post id>.
+func (l Layout) FanoutProgress(user, id string) string {
+	return l.Prefix + "fp:{" + user + "}:" + id
+}
+
+// Sending is fs:{<user>}:<post id>.
+func (l Layout) Sending(user, id string) string {
+	return l.Prefix + "fs:{" + user + "}:" + id
+}
 
 // Following is g:<jid>.
 func (l Layout) Following(jid string) string { return l.Prefix + "g:" + jid }

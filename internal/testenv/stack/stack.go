@@ -56,6 +56,10 @@ type Options struct {
 	Dir   string
 	Redis testenv.RedisOptions
 	NATS  testenv.NATSOptions
+	// ExternalNATS runs nats-server as a separate process (built from the
+	// module's nats-server), restartable by Stack.NATSProc, instead of in
+	// this process; NATS options are then ignored.
+	ExternalNATS bool
 	// HTTPPort and MetricsPort fix the API's and the gateway's ports; 0
 	// means free ones.
 	HTTPPort, MetricsPort int
@@ -69,8 +73,11 @@ type Stack struct {
 	XMPP   testenv.XMPPServer
 	Server testenv.ServerInfo // XMPP.Info()
 	NATS   *testenv.NATS
-	JS     jetstream.JetStream
-	RDB    *redis.Client
+	// NATSProc is the nats-server process of an ExternalNATS stack (only its
+	// URL is in NATS then).
+	NATSProc *NATSProcess
+	JS       jetstream.JetStream
+	RDB      *redis.Client
 	// Graph is the social graph the gateway reads (see newGraph).
 	Graph      *subscribers.RedisStore
 	Sinks      map[string]*testenv.Sink
@@ -124,7 +131,12 @@ func StartStack(t testenv.TB, o Options) *Stack {
 		s.XMPP = testenv.StartProsody(t, append([]testenv.ServerOption{testenv.WithComponents(o.Sinks...)}, o.ProsodyOptions...)...)
 	}
 	s.Server = s.XMPP.Info()
-	s.NATS = testenv.StartNATSWith(t, o.NATS)
+	if o.ExternalNATS {
+		s.NATSProc = startNATSProcess(t, s.dir(t))
+		s.NATS = &testenv.NATS{URL: s.NATSProc.URL}
+	} else {
+		s.NATS = testenv.StartNATSWith(t, o.NATS)
+	}
 	var err error
 	if s.JS, err = jetstream.New(s.NATS.Conn(t)); err != nil {
 		t.Fatalf("testenv: jetstream: %v", err)
@@ -412,7 +424,8 @@ func (s *Stack) AuthorJID(user string) string { return user + "@" + s.Server.Com
 type service struct {
 	name   string
 	url    string
-	log    string // log file of a separate process
+	log    string           // log file of a separate process
+	proc   *testenv.Process // the separate process, or nil
 	exited <-chan struct{}
 	err    func() error
 	stop   func()
@@ -507,9 +520,9 @@ func (s *Stack) runProcess(t testenv.TB, name string, env map[string]string, lis
 	for k, v := range env {
 		vars = append(vars, k+"="+v)
 	}
-	logPath := s.dir(t) + "/" + name + ".log"
+	logPath := logFile(s.dir(t), name)
 	p := testenv.StartProcess(t, logPath, vars, s.bin+"/"+name)
-	svc := &service{name: name, url: "http://" + listen, log: logPath, exited: p.Exited(),
+	svc := &service{name: name, url: "http://" + listen, log: logPath, proc: p, exited: p.Exited(),
 		err: func() error { return fmt.Errorf("%s", p.State()) }}
 	svc.stop = func() {
 		if err := p.Stop(); err != nil {
