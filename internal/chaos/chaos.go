@@ -29,8 +29,9 @@ type Phase string
 
 const (
 	// PhaseFanout injects the fault while the fanout stage holds the post
-	// (delivered to a fanout worker, not acknowledged) and the sink has
-	// counted less than a fifth of the followers.
+	// (delivered to a fanout worker, not acknowledged) mid-way (at least
+	// one of its batches stored, fewer than its followers need) and the
+	// sink has counted less than a fifth of the followers.
 	PhaseFanout Phase = "fanout"
 	// PhaseSend injects it once the fanout stage has acknowledged the post,
 	// while the sink has counted less than four fifths: only sends remain.
@@ -301,7 +302,9 @@ func (r *Run) trigger(t testenv.TB, postID string, cfg Config) (bool, string) {
 			if c.acked {
 				return false, fmt.Sprintf("missed: the fanout had acknowledged the post (%d batches) before the fault; sink %d/%d", c.batches, got, n)
 			}
-			if c.holding && got < n/5 {
+			// Mid-way: the scan has begun (a batch is stored) and is not
+			// over (fewer than the followers need).
+			if c.holding && c.batches >= 1 && got < n/5 {
 				if c.batches >= uint64(minBatches) {
 					return false, fmt.Sprintf("missed: %d batches (all) stored before the fault", c.batches)
 				}
