@@ -86,3 +86,27 @@ func TestRedisStore(t *testing.T) {
 	})
 
 }
+
+// TestIdempotencyKeysCannotNameInternalKeys: a client's key ending in
+// ":done" once named another key's "published" marker, so a first request
+// with it was answered as a retry of nothing. Markers now have a family of
+// their own.
+func TestIdempotencyKeysCannotNameInternalKeys(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t, testenv.StartRedis(t))
+	first := starling.Post{ID: "A", Author: "alice", Text: "one"}
+	if _, _, err := s.ReserveIdempotent(ctx, "alice", "k", first); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MarkIdempotentDone(ctx, "alice", "k"); err != nil {
+		t.Fatal(err)
+	}
+	other := starling.Post{ID: "B", Author: "alice", Text: "two"}
+	got, seen, err := s.ReserveIdempotent(ctx, "alice", "k:done", other)
+	if err != nil || seen || got.ID != "B" {
+		t.Fatalf("key %q after key %q was marked done: %+v seen=%v %v", "k:done", "k", got, seen, err)
+	}
+	if done, err := s.IdempotentDone(ctx, "alice", "k:done"); err != nil || done {
+		t.Fatalf("key %q reads as published: %v %v", "k:done", done, err)
+	}
+}
