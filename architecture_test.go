@@ -137,21 +137,22 @@ func TestRedisKeyTable(t *testing.T) {
 	}
 	l := rediskeys.Layout{Prefix: "P:"}
 	built := map[string]string{
-		"u:{<user>}":            l.User("<user>"),
-		"t:<sha256 hex>":        l.Token("<sha256 hex>"),
-		"p:{<user>}":            l.Posts("<user>"),
-		"l:{<user>}":            l.PostOrder("<user>"),
-		"a:<post id>":           l.PostAuthor("<post id>"),
-		"i:{<user>}:<key>":      l.Idempotency("<user>", "<key>"),
-		"d:{<user>}:<key>":      l.IdempotencyDone("<user>", "<key>"),
-		"x:{<user>}:<post id>":  l.Retraction("<user>", "<post id>"),
-		"f:{<user>}":            l.Followers("<user>"),
-		"fp:{<user>}:<post id>": l.FanoutProgress("<user>", "<post id>"),
-		"fs:{<user>}:<post id>": l.Sending("<user>", "<post id>"),
-		"g:<jid>":               l.Following("<jid>"),
-		"s:{<jid>}":             l.State("<jid>"),
-		"o:{<jid>}":             l.Resources("<jid>"),
-		"pg":                    l.ProbeGrants(),
+		"u:{<user>}":             l.User("<user>"),
+		"t:<sha256 hex>":         l.Token("<sha256 hex>"),
+		"p:{<user>}":             l.Posts("<user>"),
+		"l:{<user>}":             l.PostOrder("<user>"),
+		"a:<post id>":            l.PostAuthor("<post id>"),
+		"i:{<user>}:<key>":       l.Idempotency("<user>", "<key>"),
+		"d:{<user>}:<key>":       l.IdempotencyDone("<user>", "<key>"),
+		"x:{<user>}:<post id>":   l.Retraction("<user>", "<post id>"),
+		"f:{<user>}":             l.Followers("<user>"),
+		"fp:{<user>}:<post id>":  l.FanoutProgress("<user>", "<post id>"),
+		"fs:{<user>}:<post id>":  l.Sending("<user>", "<post id>"),
+		"bp:{<user>}:<batch id>": l.BatchProgress("<user>", "<batch id>"),
+		"g:<jid>":                l.Following("<jid>"),
+		"s:{<jid>}":              l.State("<jid>"),
+		"o:{<jid>}":              l.Resources("<jid>"),
+		"pg":                     l.ProbeGrants(),
 	}
 	for _, f := range rediskeys.Families {
 		got, ok := built[f.Pattern]

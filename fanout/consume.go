@@ -20,7 +20,7 @@ const (
 	defaultFanoutWorkers = 4
 	defaultSendWorkers   = 4
 	defaultFirstWorkers  = 2
-	defaultAckWait       = 30 * time.Second
+	defaultAckWait       = 10 * time.Second
 	defaultRetryDelay    = time.Second
 	defaultMaxRetryDelay = time.Minute
 	// A post fails when Redis or JetStream does: 20 attempts, backing off
@@ -34,6 +34,7 @@ const (
 	// Handlers get this long to finish at shutdown; a delivery batch is
 	// confirmed by the XMPP server in well under a second.
 	defaultShutdownGrace = 5 * time.Second
+	defaultMaxHold       = 2 * time.Minute
 )
 
 // DefaultMaxLag is ConsumerConfig.MaxLag's default: a post an hour old is
@@ -66,8 +67,10 @@ type ConsumerConfig struct {
 	// first page, all of a small author's post) are in flight at once;
 	// zero means 2.
 	FirstWorkers int
-	// AckWait is how long JetStream waits for an ack before redelivering;
-	// zero means 30 s.
+	// AckWait is how long JetStream waits for an ack, or for a sign of life,
+	// before redelivering: a handler says "in progress" every AckWait/3, so
+	// this bounds only how long a dead gateway's messages wait for another.
+	// Zero means 10 s.
 	AckWait time.Duration
 	// RetryDelay is how long a message waits before redelivery after its
 	// first failure; each further failure doubles it, up to MaxRetryDelay.
@@ -94,6 +97,11 @@ type ConsumerConfig struct {
 	// running then, and those fetched but not started, are handed back to
 	// JetStream at once for another replica. Zero means 5 s.
 	ShutdownGrace time.Duration
+	// MaxHold is how long a handler keeps its message alive; past it the
+	// handler is taken for stuck and JetStream redelivers the message after
+	// AckWait (to this gateway or another). Every handler's work is bounded
+	// far below it (ping and store timeouts). Zero means 2 minutes.
+	MaxHold time.Duration
 }
 
 func (c ConsumerConfig) withDefaults() ConsumerConfig {
@@ -107,6 +115,7 @@ func (c ConsumerConfig) withDefaults() ConsumerConfig {
 	orDefault(&c.BatchMaxDeliver, defaultBatchMaxDeliver)
 	orDefault(&c.MaxLag, DefaultMaxLag)
 	orDefault(&c.ShutdownGrace, defaultShutdownGrace)
+	orDefault(&c.MaxHold, defaultMaxHold)
 	c.MaxRetryDelay = max(c.MaxRetryDelay, c.RetryDelay)
 	return c
 }
@@ -121,7 +130,7 @@ func orDefault[T comparable](v *T, def T) {
 // Validate reports whether the configuration is usable.
 func (c ConsumerConfig) Validate() error {
 	if c.FanoutWorkers < 0 || c.SendWorkers < 0 || c.FirstWorkers < 0 ||
-		c.AckWait < 0 || c.RetryDelay < 0 || c.MaxRetryDelay < 0 || c.ShutdownGrace < 0 {
+		c.AckWait < 0 || c.RetryDelay < 0 || c.MaxRetryDelay < 0 || c.ShutdownGrace < 0 || c.MaxHold < 0 {
 		return errors.New("fanout: consumer settings must not be negative")
 	}
 	return nil
@@ -343,7 +352,9 @@ func (p *Pipeline) process(ctx context.Context, s stage, m jetstream.Msg) {
 		p.deadLetter(ctx, s, m, reasonExhausted, errors.New("the last attempt did not finish within AckWait"))
 		return
 	}
+	stop := keepAlive(m, p.cfg.AckWait/3, p.cfg.MaxHold)
 	err := s.handle(ctx, m)
+	stop()
 	switch {
 	case err == nil:
 		p.ack(m)
@@ -358,6 +369,38 @@ func (p *Pipeline) process(ctx context.Context, s stage, m jetstream.Msg) {
 		delay := p.cfg.retryDelay(attempt)
 		p.log.Warn("will retry", "subject", m.Subject(), "attempt", attempt, "delay", delay, "err", err)
 		p.nak(m, delay)
+	}
+}
+
+// keepAlive tells JetStream every interval that m is still being worked on,
+// until the returned function is called or maxHold has passed. AckWait can
+// then be short, which is how long the messages of a gateway that died
+// without a word (kill -9, a lost server) wait before another gateway gets
+// them, while a handler that legitimately takes longer (a slow XMPP server,
+// a big page) is not redelivered under its feet.
+func keepAlive(m jetstream.Msg, interval, maxHold time.Duration) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		giveUp := time.NewTimer(maxHold)
+		defer giveUp.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-giveUp.C:
+				return
+			case <-t.C:
+				_ = m.InProgress()
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
 	}
 }
 
@@ -410,10 +453,20 @@ func (p *Pipeline) handleBatch(ctx context.Context, m jetstream.Msg) error {
 		p.logStale(b.Post, lag, "post too old to deliver: its batches are dropped unsent")
 		return nil
 	}
-	if err := p.send.Deliver(ctx, b); err != nil {
+	deliver := p.send.Deliver
+	if redelivered(m) {
+		deliver = p.send.Redeliver // resumed after what was confirmed
+	}
+	if err := deliver(ctx, b); err != nil {
 		return fmt.Errorf("fanout: batch %s: %w", b.MsgID(), err)
 	}
 	return nil
+}
+
+// redelivered reports whether JetStream handed m out before.
+func redelivered(m jetstream.Msg) bool {
+	meta, err := m.Metadata()
+	return err == nil && meta.NumDelivered > 1
 }
 
 func (p *Pipeline) ack(m jetstream.Msg) {

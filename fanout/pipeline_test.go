@@ -405,11 +405,12 @@ func TestPipelineDeadLettersExhaustedBatch(t *testing.T) {
 }
 
 func TestPipelineDeadLettersLastAttemptThatNeverAnswers(t *testing.T) {
-	// The only attempt hangs past AckWait, as if the process had died: the
-	// server's one extra delivery records it instead of dropping it.
+	// The only attempt hangs past MaxHold and AckWait, as if the process
+	// had died: the server's one extra delivery records it instead of
+	// dropping it.
 	snd := &sender{hang: true}
 	r := runPipeline(t, everyone{"bob@example.org"}, nil, snd,
-		ConsumerConfig{AckWait: 300 * time.Millisecond, BatchMaxDeliver: 1, FirstWorkers: 2})
+		ConsumerConfig{AckWait: 300 * time.Millisecond, MaxHold: 300 * time.Millisecond, BatchMaxDeliver: 1, FirstWorkers: 2})
 	r.publishPost(t, "p1")
 	eventually(t, 10*time.Second, func() bool { return len(r.deadLetters(t)) == 1 }, "batch never dead-lettered")
 	h := r.deadLetters(t)[0].Header
@@ -720,5 +721,31 @@ func TestPipelineRecordsPostsItFansOut(t *testing.T) {
 	}
 	if !strings.Contains(r.logs.String(), "record post p1") {
 		t.Errorf("the failed record was not logged:\n%s", r.logs.String())
+	}
+}
+
+// TestPipelineKeepsSlowHandlersAlive: a send that takes several AckWaits
+// (a slow XMPP server) is kept alive with "in progress" and not redelivered
+// under its feet; it is acknowledged once, when it is done.
+func TestPipelineKeepsSlowHandlersAlive(t *testing.T) {
+	const ackWait = 300 * time.Millisecond
+	snd := &sender{fail: func(int) error {
+		time.Sleep(4 * ackWait) // the slow server itself, not synchronisation
+		return nil
+	}}
+	r := runPipeline(t, everyone{"bob@example.org"}, nil, snd, ConsumerConfig{AckWait: ackWait, FirstWorkers: 2})
+	r.publishPost(t, "p1")
+	eventually(t, 10*time.Second, func() bool {
+		snd.mu.Lock()
+		defer snd.mu.Unlock()
+		return len(snd.got) == 1
+	}, "the slow batch was never delivered")
+	// Past several more AckWaits nothing else arrives.
+	deadline := time.Now().Add(3 * ackWait)
+	for time.Now().Before(deadline) {
+		if n := len(snd.callTimes()); n != 1 {
+			t.Fatalf("%d attempts of a batch that was only slow, want 1", n)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

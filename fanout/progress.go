@@ -41,12 +41,28 @@ type RetractionChecker interface {
 	Retracted(ctx context.Context, author, postID string) (bool, error)
 }
 
+// BatchProgress keeps, per delivery batch, how many of its leading
+// recipients the XMPP server has confirmed, so that a batch redelivered
+// after a crash or a failure skips them. The key is the post's author and
+// the batch's MsgID (which names its recipients too).
+type BatchProgress interface {
+	// Confirmed returns the saved count (0 if none).
+	Confirmed(ctx context.Context, author, batchID string) (int, error)
+	// SetConfirmed raises the saved count to n (a lower n changes
+	// nothing). The record expires on its own: some time after the
+	// batch's last useful attempt, or, when whole (n is every recipient:
+	// the batch was sent and is being acknowledged), soon, as it only
+	// serves a redelivery after a lost ack.
+	SetConfirmed(ctx context.Context, author, batchID string, n int, whole bool) error
+}
+
 // Option adds a dependency to the fanout or the send stage.
 type Option func(*options)
 
 type options struct {
 	progress    ProgressStore
 	retractions RetractionChecker
+	batches     BatchProgress
 }
 
 // WithTracking makes both stages durable and retraction-aware; give the
@@ -57,6 +73,17 @@ type options struct {
 // only once none of its post's batches is on its way (see Fanout.Fan).
 func WithTracking(progress ProgressStore, retractions RetractionChecker) Option {
 	return func(o *options) { o.progress, o.retractions = progress, retractions }
+}
+
+// WithBatchProgress makes the send stage resume a redelivered batch after
+// the recipients the XMPP server confirmed on an earlier attempt, instead
+// of sending it whole again: give it to NewSend. It needs a StanzaSender
+// that is also a ConfirmingSender. A batch's first attempt reads nothing;
+// while a batch of several chunks is sent, its confirmed count is saved as
+// it grows (one write at a time, coalesced) and once more when it is sent
+// whole, so that a redelivery after a lost ack sends nothing.
+func WithBatchProgress(bp BatchProgress) Option {
+	return func(o *options) { o.batches = bp }
 }
 
 func buildOptions(opts []Option) options {

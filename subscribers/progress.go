@@ -15,13 +15,19 @@ import (
 var _ fanout.ProgressStore = (*RedisStore)(nil)
 
 // Each post's fanout progress is a small hash under its author's hash tag,
-// fp:{alice}:<post id>, kept a day longer than the POSTS stream keeps the
-// post (7 days): a post redelivered at any age finds it. The batches of a
+// fp:{alice}:<post id>. While the fanout is under way it is kept a day
+// longer than the POSTS stream keeps the post (7 days), so a retry at any
+// age resumes. Once the fanout is done it is kept an hour: long enough for
+// a post whose ack was lost to be redelivered and skipped, and as long as
+// the default stale-post limit (STARLING_DELIVERY_MAX_LAG), past which a
+// replayed post is not delivered anyway; a busy service does not hold a
+// record for every post of the week. The batches of a
 // post being sent are counted in fs:{alice}:<post id>, which expires
 // sendingLease after the last batch began, so a sender that died mid-batch
 // holds up the post's retraction for that long at most.
 const (
 	progressTTL  = 8 * 24 * time.Hour
+	doneTTL      = time.Hour
 	sendingLease = 2 * time.Minute
 )
 
@@ -52,13 +58,13 @@ func (s *RedisStore) Progress(ctx context.Context, author, postID string) (fanou
 // SaveProgress stores the fanout progress of the author's post.
 func (s *RedisStore) SaveProgress(ctx context.Context, author, postID string, p fanout.Progress) error {
 	key := s.keys.FanoutProgress(author, postID)
-	done := "0"
+	done, ttl := "0", progressTTL
 	if p.Done {
-		done = "1"
+		done, ttl = "1", doneTTL
 	}
 	_, err := s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		pipe.HSet(ctx, key, fieldAfter, p.After, fieldNext, p.Next, fieldDone, done)
-		pipe.Expire(ctx, key, progressTTL)
+		pipe.Expire(ctx, key, ttl)
 		return nil
 	})
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"starling.dev/starling/fanout"
@@ -24,11 +25,27 @@ const pingTail = `"><ping xmlns="urn:xmpp:ping"/></iq>`
 // once; big batches are paced (see pacer), so that they never fill the
 // server's queue ahead of someone else's small post.
 func (c *Component) DeliverBatch(ctx context.Context, b fanout.Batch) error {
+	return c.DeliverBatchTracked(ctx, b, nil)
+}
+
+var _ fanout.ConfirmingSender = (*Component)(nil)
+
+// DeliverBatchTracked is DeliverBatch that also reports, through confirmed
+// (unless nil), how many of b's leading recipients the server has
+// confirmed, each time that number grows: the chunks are confirmed in the
+// order they were written, so a send cut short can be resumed after them.
+// confirmed is called on the stream's reader, in increasing order, and
+// must return at once (store the number, signal a channel); it may still
+// be called just after DeliverBatchTracked has returned an error.
+func (c *Component) DeliverBatchTracked(ctx context.Context, b fanout.Batch, confirmed func(n int)) error {
 	l := c.current()
 	if l == nil {
 		return errNotConnected
 	}
 	out := c.newOutgoing(l, b)
+	if confirmed != nil {
+		out.confirmed = &confirmedPrefix{report: confirmed}
+	}
 	err := out.writeChunks(ctx)
 	if err == nil {
 		err = out.waitAnswers(ctx)
@@ -52,6 +69,47 @@ type outgoing struct {
 	// per ping, and is large enough that resolving one never blocks.
 	pings   []string
 	answers chan error
+	// confirmed, if not nil, follows the prefix of the batch the server
+	// has confirmed.
+	confirmed *confirmedPrefix
+}
+
+// confirmedPrefix turns the answers to a batch's pings, one per chunk, into
+// the number of leading recipients confirmed. Answers may be resolved from
+// the reader and from abandon at once, hence the lock; the lock also keeps
+// the reports in increasing order.
+type confirmedPrefix struct {
+	mu     sync.Mutex
+	sizes  []int  // recipients per chunk, in the order written
+	ok     []bool // the chunk's ping was answered by the server
+	next   int    // the first chunk not confirmed
+	count  int    // recipients in chunks [0, next)
+	report func(n int)
+}
+
+// add registers the next chunk, of n recipients, and returns its index.
+func (p *confirmedPrefix) add(n int) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.sizes = append(p.sizes, n)
+	p.ok = append(p.ok, false)
+	return len(p.sizes) - 1
+}
+
+// confirm marks chunk i as answered and reports the prefix if it grew.
+func (p *confirmedPrefix) confirm(i int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.ok[i] = true
+	grown := false
+	for p.next < len(p.ok) && p.ok[p.next] {
+		p.count += p.sizes[p.next]
+		p.next++
+		grown = true
+	}
+	if grown {
+		p.report(p.count)
+	}
 }
 
 func (c *Component) newOutgoing(l *link, b fanout.Batch) *outgoing {
@@ -80,7 +138,11 @@ func (o *outgoing) writeChunk(ctx context.Context, part fanout.Batch) error {
 			return err
 		}
 	}
-	id := o.c.pings.add(func(err error) { o.answered(n, err) })
+	chunk := -1
+	if o.confirmed != nil {
+		chunk = o.confirmed.add(n)
+	}
+	id := o.c.pings.add(func(err error) { o.answered(chunk, n, err) })
 	o.pings = append(o.pings, id)
 	err := o.c.locked(o.l, func(w *bufio.Writer) error { return o.writeStanzas(w, part, id) })
 	if err != nil {
@@ -104,10 +166,14 @@ func (o *outgoing) writeStanzas(w *bufio.Writer, part fanout.Batch, pingID strin
 
 // answered is called once per chunk, with the server's answer to its ping
 // (nil) or the reason none will come: the chunk's room in the window is
-// returned and the result passed on to waitAnswers.
-func (o *outgoing) answered(n int, err error) {
+// returned, a confirmed chunk reported, and the result passed on to
+// waitAnswers.
+func (o *outgoing) answered(chunk, n int, err error) {
 	if o.paced {
 		o.c.pacer.release(n, err == nil)
+	}
+	if err == nil && o.confirmed != nil {
+		o.confirmed.confirm(chunk)
 	}
 	o.answers <- err
 }

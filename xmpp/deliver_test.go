@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -318,5 +320,64 @@ func TestPingIDsAreUnpredictable(t *testing.T) {
 			t.Fatalf("ping id %q: wrong length or repeated", id)
 		}
 		seen[id] = true
+	}
+}
+
+// TestDeliverBatchTrackedReportsConfirmedPrefix: the confirmed callback
+// reports, in increasing order, the recipients before each answered ping,
+// never more than the server has answered for, and nothing of the chunks
+// whose pings go unanswered.
+func TestDeliverBatchTrackedReportsConfirmedPrefix(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		answer int // pings answered; the later ones are withheld
+	}{
+		{"every chunk answered", fanout.BatchSize},
+		{"two chunks answered", 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var answeredAt []int // messages before each answered ping
+			ep := startEndpoint(t, testDomain, testSecret, func(c *endpointConn, ping endpointStanza) {
+				messages, pings, _ := c.counts()
+				if pings > tc.answer {
+					return
+				}
+				mu.Lock()
+				answeredAt = append(answeredAt, messages)
+				mu.Unlock()
+				c.answer(ping)
+			})
+			c := startComponent(t, ep, nil)
+			b := testBatch(t, 1, fanout.BatchSize) // a later page: paced, in chunks
+
+			var reports []int
+			confirmed := func(n int) {
+				mu.Lock()
+				defer mu.Unlock()
+				if len(answeredAt) == 0 || n > answeredAt[len(answeredAt)-1] {
+					t.Errorf("reported %d confirmed; the server had answered for %v", n, answeredAt)
+				}
+				reports = append(reports, n)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			err := c.DeliverBatchTracked(ctx, b, confirmed)
+			if tc.answer >= fanout.BatchSize && err != nil {
+				t.Fatalf("DeliverBatchTracked: %v", err)
+			}
+			if tc.answer < fanout.BatchSize && err == nil {
+				t.Fatal("DeliverBatchTracked acknowledged a batch whose pings went unanswered")
+			}
+
+			mu.Lock()
+			defer mu.Unlock()
+			if len(answeredAt) < 2 || !slices.Equal(reports, answeredAt) {
+				t.Fatalf("reports %v, want the recipients before each answered ping %v", reports, answeredAt)
+			}
+			if last := reports[len(reports)-1]; tc.answer >= fanout.BatchSize && last != b.Len() {
+				t.Fatalf("last report %d, want the whole batch (%d)", last, b.Len())
+			}
+		})
 	}
 }

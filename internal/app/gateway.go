@@ -93,7 +93,8 @@ func buildGateway(cfg Gateway, in *infra, log *slog.Logger) (*gateway, error) {
 	}
 	track := fanout.WithTracking(st.graphStore, st.accountStore) // resumable fanouts, retractions
 	fan := fanout.NewFanout(st.graphStore, fanout.NewJetStreamSink(in.js), metrics, track)
-	send := fanout.NewSend(comp, 0, metrics, track)
+	// A redelivered batch skips the recipients the server confirmed.
+	send := fanout.NewSend(comp, 0, metrics, track, fanout.WithBatchProgress(st.graphStore))
 	// The pipeline records every post it fans out: the API's own record
 	// may have failed, and the history must hold what followers get.
 	pipe, err := fanout.NewPipeline(in.js, fan, send, st.accountStore, log, metrics, cfg.consumerConfig())

@@ -101,19 +101,33 @@ func TestChaos(t *testing.T) {
 	}
 }
 
+// landingAttempts is how many fresh systems a row may take for its fault to
+// land in the stage it is meant for. A small fanout (the short form's 5,000
+// followers are 10 batches) can finish between two looks of the harness;
+// such a run shows nothing about the fanout stage, so it is run again
+// rather than counted. Its losses, if any, still fail the row.
+const landingAttempts = 3
+
 func runRow(t *testing.T, cfg Config) {
-	res := Execute(t, cfg)
-	report(t, res)
-	t.Logf("%s %s-%s: delivered %d/%d, lost %d, duplicates %d, longest stall %s, first after %s, took %s, drained %v; follows %d (%d failed, %d served), presences %d",
-		cfg.Server, cfg.Fault.Name, cfg.Phase, res.Delivered, res.Followers, res.Lost, res.Duplicates,
-		res.LongestStall.Round(time.Millisecond), res.FirstAfter.Round(time.Millisecond), res.Took.Round(time.Millisecond), res.Drained,
-		res.Follows, res.FollowErrors, res.LateServed, res.Presences)
-	t.Logf("landed %v: %s", res.Landed, res.Evidence)
-	t.Logf("notes: %s", strings.Join(res.Notes, "; "))
-	if !res.Landed {
-		t.Errorf("the fault did not land in the %s stage: %s", cfg.Phase, res.Evidence)
-	}
-	if res.Lost != 0 {
-		t.Errorf("%d of %d followers never got the post", res.Lost, res.Followers)
+	for attempt := 1; ; attempt++ {
+		res := Execute(t, cfg)
+		report(t, res)
+		t.Logf("attempt %d: %s %s-%s: delivered %d/%d, lost %d, duplicates %d, longest stall %s, first after %s, took %s, drained %v; follows %d (%d failed, %d served), presences %d",
+			attempt, cfg.Server, cfg.Fault.Name, cfg.Phase, res.Delivered, res.Followers, res.Lost, res.Duplicates,
+			res.LongestStall.Round(time.Millisecond), res.FirstAfter.Round(time.Millisecond), res.Took.Round(time.Millisecond), res.Drained,
+			res.Follows, res.FollowErrors, res.LateServed, res.Presences)
+		t.Logf("landed %v: %s", res.Landed, res.Evidence)
+		t.Logf("notes: %s", strings.Join(res.Notes, "; "))
+		if res.Lost != 0 {
+			t.Errorf("%d of %d followers never got the post", res.Lost, res.Followers)
+		}
+		if res.Landed {
+			return
+		}
+		if attempt == landingAttempts {
+			t.Errorf("the fault did not land in the %s stage in %d attempts: %s", cfg.Phase, attempt, res.Evidence)
+			return
+		}
+		t.Logf("the fault did not land in the %s stage; running the row again on a fresh system", cfg.Phase)
 	}
 }

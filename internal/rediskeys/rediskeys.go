@@ -31,8 +31,9 @@ var Families = []Family{
 	{"d:{<user>}:<key>", "string", "accounts", "marks the post of an idempotency record as published (24 h)"},
 	{"x:{<user>}:<post id>", "string", "accounts", "retraction reserved for deleting that post (24 h)"},
 	{"f:{<user>}", "sorted set", "subscribers", "bare JIDs of the author's followers, all scored 0 (walked in JID order)"},
-	{"fp:{<user>}:<post id>", "hash", "subscribers", "fanout progress of a post: after (last JID walked), next (batch number), done (8 days)"},
+	{"fp:{<user>}:<post id>", "hash", "subscribers", "fanout progress of a post: after (last JID walked), next (batch number), done (8 days; 1 hour once done)"},
 	{"fs:{<user>}:<post id>", "string", "subscribers", "batches of a post being sent now (expires 2 min after the last began)"},
+	{"bp:{<user>}:<batch id>", "string", "subscribers", "recipients of a delivery batch (id: its Nats-Msg-Id) the XMPP server confirmed, skipped when it is redelivered (1 h; 10 min once sent whole)"},
 	{"g:<jid>", "hash", "subscribers", "usernames the JID follows → \"1\" (a listpack while small)"},
 	{"s:{<jid>}", "hash", "subscribers", "follower state: off, presence, asked, granted, bounces, unreachable"},
 	{"o:{<jid>}", "set", "subscribers", "the JID's resources online"},
@@ -82,6 +83,11 @@ func (l Layout) FanoutProgress(user, id string) string {
 // Sending is fs:{<user>}:<post id>.
 func (l Layout) Sending(user, id string) string {
 	return l.Prefix + "fs:{" + user + "}:" + id
+}
+
+// BatchProgress is bp:{<user>}:<batch id>.
+func (l Layout) BatchProgress(user, batchID string) string {
+	return l.Prefix + "bp:{" + user + "}:" + batchID
 }
 
 // Following is g:<jid>.
