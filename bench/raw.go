@@ -58,11 +58,11 @@ func (r *rawSender) close() {
 	<-r.done
 }
 
-// send writes one delivery of post to each of the n JIDs name(i), in
-// batches of batch stanzas, and returns when the server has answered the
-// last ping.
+// send writes one delivery of post, with its Atom entry (the gateway's
+// STARLING_PAYLOAD=atom), to each of the n JIDs name(i), in batches of
+// batch stanzas, and returns when the server has answered the last ping.
 func (r *rawSender) send(post starling.Post, n, batch int, name func(i int) string, within time.Duration) error {
-	return r.sendWith(xmpp.NewDelivery(r.domain, post).AppendTo, n, batch, name, within)
+	return r.sendWith(xmpp.NewDelivery(r.domain, xmpp.PayloadAtom, post).AppendTo, n, batch, name, within)
 }
 
 func (r *rawSender) sendWith(render func(dst []byte, to string) []byte, n, batch int, name func(i int) string, within time.Duration) error {

@@ -3,10 +3,12 @@ package fanout
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"starling.dev/starling"
 )
@@ -54,7 +56,16 @@ type StreamLimits struct {
 	// queued being dropped unseen. Zero means DefaultDeliveriesMaxBytes,
 	// negative no bound.
 	DeliveriesMaxBytes int64
+	// Replicas is how many servers of a JetStream cluster hold each stream
+	// (POSTS, DELIVERIES and DEADLETTER): 3 on a 3-node cluster survives
+	// the loss of any one node. Zero means 1; at most MaxReplicas. A stream
+	// that exists already is scaled to it (JetStream allows that on a
+	// cluster). A single server refuses more than 1.
+	Replicas int
 }
+
+// MaxReplicas is the most replicas JetStream keeps of a stream.
+const MaxReplicas = 5
 
 func (l StreamLimits) withDefaults() StreamLimits {
 	orDefault(&l.PostsMaxAge, DefaultPostsMaxAge)
@@ -65,6 +76,7 @@ func (l StreamLimits) withDefaults() StreamLimits {
 	l.DeliveriesMaxBytes = max(l.DeliveriesMaxBytes, -1)
 	l.PostsMaxAge = max(l.PostsMaxAge, 0) // likewise
 	l.DeliveriesMaxAge = max(l.DeliveriesMaxAge, 0)
+	l.Replicas = max(l.Replicas, 1)
 	return l
 }
 
@@ -75,12 +87,16 @@ func (l StreamLimits) Validate() error {
 	if (l.PostsMaxAge > 0 && l.PostsMaxAge < duplicateWindow) || (l.DeliveriesMaxAge > 0 && l.DeliveriesMaxAge < duplicateWindow) {
 		return fmt.Errorf("fanout: stream age limits must be at least %s, the duplicate window", duplicateWindow)
 	}
+	if l.Replicas < 0 || l.Replicas > MaxReplicas {
+		return fmt.Errorf("fanout: stream replicas %d: use 1 to %d", l.Replicas, MaxReplicas)
+	}
 	return nil
 }
 
 // EnsureStreams creates or updates the POSTS, DELIVERIES and DEADLETTER
-// streams with the given limits. Both processes call it at start, so either
-// may come up first.
+// streams with the given limits and replicas. Both processes call it at
+// start, so either may come up first. On a freshly formed cluster it may
+// time out while the servers elect their leaders: callers retry.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, limits StreamLimits) error {
 	if err := limits.Validate(); err != nil {
 		return err
@@ -106,11 +122,39 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, limits StreamLim
 		Duplicates: duplicateWindow,
 	}, deadLetterStreamConfig()}
 	for _, cfg := range streams {
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+		cfg.Replicas = limits.Replicas
+		if err := ensureStream(ctx, js, cfg); err != nil {
 			return fmt.Errorf("fanout: ensure stream %s: %w", cfg.Name, err)
 		}
 	}
 	return nil
+}
+
+// Bounds of ensureStream's attempts: creating a stream on a healthy
+// cluster takes well under a second, and all attempts together last as
+// long as one request with nats.go's default timeout.
+const (
+	streamAttemptTimeout = time.Second
+	streamAttempts       = 5
+)
+
+// ensureStream creates or updates one stream, trying again at once when an
+// attempt gets no answer: when two processes create the same replicated
+// stream at the same moment (the gateway and the API starting together on
+// a JetStream cluster), nats-server 2.15 creates it but may answer neither
+// (nats-server issue 3677); the next attempt finds the stream and answers.
+// Without this each stream cost the whole request timeout.
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
+	var err error
+	for range streamAttempts {
+		actx, cancel := context.WithTimeout(ctx, streamAttemptTimeout)
+		_, err = js.CreateOrUpdateStream(actx, cfg)
+		cancel()
+		if err == nil || ctx.Err() != nil || !(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)) {
+			return err
+		}
+	}
+	return err
 }
 
 // PostPublisher publishes posts to the POSTS stream and waits for the ack.

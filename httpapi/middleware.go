@@ -15,7 +15,9 @@ import (
 const unmatchedRoute = "unmatched"
 
 // observe writes one log line and the metrics of every request. It logs the
-// route pattern, never the path, query or headers, so no token can leak.
+// route pattern, never the path, query or headers, so no token can leak, and
+// the client address as resolveClient found it (behind a trusted proxy, the
+// forwarded one).
 func (s *server) observe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -35,6 +37,7 @@ func (s *server) observe(next http.Handler) http.Handler {
 			slog.String("route", route),
 			slog.Int("status", status),
 			slog.Duration("duration", took),
+			slog.String("client_ip", clientString(r)),
 			slog.String("request_id", middleware.GetReqID(r.Context())))
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -118,6 +119,11 @@ type Config struct {
 	// RateLimits bounds requests per client IP and per bearer token; the
 	// zero value means no limits (see RateLimits and DefaultIPRate).
 	RateLimits RateLimits
+	// TrustedProxies are the peers (reverse proxies, load balancers) whose
+	// X-Forwarded-For is believed: from them the client is the rightmost
+	// forwarded address not in these prefixes (see ParseTrustedProxies).
+	// Nil means none: the client is always the connection's peer.
+	TrustedProxies []netip.Prefix
 	// MaxImportBytes bounds the body of a follower import; zero means 1 GiB
 	// (about 30 million lines).
 	MaxImportBytes int64
@@ -136,6 +142,9 @@ func (c Config) Validate() error {
 		return errors.New("httpapi: MaxImportBytes must not be negative")
 	}
 	if err := c.RateLimits.Validate(); err != nil {
+		return err
+	}
+	if err := validateTrustedProxies(c.TrustedProxies); err != nil {
 		return err
 	}
 	if _, err := health.New(health.Config{Checks: c.Ready}); err != nil {
@@ -176,6 +185,7 @@ type server struct {
 	metrics   *metrics
 	router    *chi.Mux
 	limits    *limiters
+	proxies   proxies
 	probes    *health.Handler
 }
 
@@ -194,7 +204,7 @@ func New(acc Accounts, graph Followers, pub Publisher, cfg Config) (http.Handler
 		return nil, err
 	}
 	s := &server{acc: acc, graph: graph, pub: pub, cfg: cfg, log: cfg.Logger, ids: newIDSource(), metrics: m,
-		limits: newLimiters(cfg.RateLimits)}
+		limits: newLimiters(cfg.RateLimits), proxies: normalizePrefixes(cfg.TrustedProxies)}
 	s.probes, err = health.New(health.Config{
 		Checks: cfg.Ready, Timeout: readyTimeout, ProblemType: typeNotReady, Logger: cfg.Logger,
 	})
@@ -208,7 +218,7 @@ func New(acc Accounts, graph Followers, pub Publisher, cfg Config) (http.Handler
 
 func (s *server) routes() {
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID, s.observe, s.recoverer)
+	r.Use(middleware.RequestID, s.resolveClient, s.observe, s.recoverer)
 	r.NotFound(s.notFound)
 	r.MethodNotAllowed(s.methodNotAllowed)
 	// Probes and scrapes are not rate limited: the orchestrator and

@@ -50,6 +50,9 @@ type Config struct {
 	// QueueDelay is how much of the server's routing time later pages of a
 	// big fanout may queue ahead of a new first page; zero means 20 ms.
 	QueueDelay time.Duration
+	// Payload is what each delivery carries (see Payload); zero means
+	// PayloadMinimal.
+	Payload Payload
 }
 
 // defaults holds the value of every field whose zero value means a
@@ -64,6 +67,7 @@ var defaults = Config{
 	CommandBurst: 10,
 	MaxFollowing: 1000,
 	QueueDelay:   20 * time.Millisecond,
+	Payload:      PayloadMinimal,
 }
 
 // Validate reports whether the configuration is usable.
@@ -88,6 +92,11 @@ func (c Config) Validate() error {
 	if c.ProbeRate < 0 || c.CommandRate < 0 || c.CommandBurst < 0 || c.MaxFollowing < 0 {
 		return errors.New("xmpp: rates and limits must not be negative")
 	}
+	if c.Payload != "" {
+		if _, err := ParsePayload(string(c.Payload)); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -106,6 +115,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.CommandBurst, defaults.CommandBurst)
 	setDefault(&c.MaxFollowing, defaults.MaxFollowing)
 	setDefault(&c.QueueDelay, defaults.QueueDelay)
+	setDefault(&c.Payload, defaults.Payload)
 	return c
 }
 

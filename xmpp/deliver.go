@@ -113,7 +113,7 @@ func (p *confirmedPrefix) confirm(i int) {
 }
 
 func (c *Component) newOutgoing(l *link, b fanout.Batch) *outgoing {
-	o := &outgoing{c: c, l: l, batch: b, msg: NewDelivery(c.cfg.Domain, b.Post), size: fanout.BatchSize}
+	o := &outgoing{c: c, l: l, batch: b, msg: NewDelivery(c.cfg.Domain, c.cfg.Payload, b.Post), size: fanout.BatchSize}
 	// A small author's post (a first page of a few stanzas) goes out at
 	// once; everything larger, a celebrity's first page included, is paced.
 	if b.Page > 0 || b.Len() > unpacedBatch {

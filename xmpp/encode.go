@@ -2,6 +2,7 @@ package xmpp
 
 import (
 	"bufio"
+	"fmt"
 	"time"
 	"unicode/utf8"
 
@@ -30,11 +31,36 @@ const (
 // atomTitleChars bounds the Atom entry's title; the content has it all.
 const atomTitleChars = 80
 
+// Payload is what a delivery carries besides the body and origin-id that
+// every delivery has (the gateway's STARLING_PAYLOAD).
+type Payload string
+
+const (
+	// PayloadMinimal is the body and the XEP-0359 origin-id: what Jabber
+	// clients show, and the least the XMPP server must parse for each
+	// recipient. The default.
+	PayloadMinimal Payload = "minimal"
+	// PayloadAtom adds the post as an Atom entry (RFC 4287: author, id,
+	// dates, content), for machine consumers.
+	PayloadAtom Payload = "atom"
+)
+
+// ParsePayload reads a payload profile's name.
+func ParsePayload(s string) (Payload, error) {
+	switch p := Payload(s); p {
+	case PayloadMinimal, PayloadAtom:
+		return p, nil
+	}
+	return "", fmt.Errorf("xmpp: payload %q: use %s or %s", s, PayloadMinimal, PayloadAtom)
+}
+
 // NewDelivery renders post p, sent from its author's JID at domain: the body
-// is the plain text, origin-id the post id, and an Atom entry describes the
-// post for richer clients and bots. A post that retracts another renders as
-// an XEP-0424 retraction instead.
-func NewDelivery(domain string, p starling.Post) *Delivery {
+// is the plain text and origin-id the post id (also the stanza id); with
+// PayloadAtom an Atom entry describes the post for bots and feed readers
+// (any other payload, the zero value included, renders the minimal
+// stanza). A post that retracts another renders as an XEP-0424 retraction
+// instead, whatever the payload.
+func NewDelivery(domain string, payload Payload, p starling.Post) *Delivery {
 	author := p.Author + "@" + domain
 	var head, tail []byte
 	head = append(head, `<message type="chat" from="`...)
@@ -47,10 +73,15 @@ func NewDelivery(domain string, p starling.Post) *Delivery {
 	if p.Retracts != "" {
 		tail = appendRetraction(tail, p)
 	} else {
+		// No hints (markable, store, no-copy): every element is one more
+		// thing the server parses per recipient, and a chat message with a
+		// body is stored and carbon-copied by default anyway.
 		tail = append(tail, `<body>`...)
 		tail = appendText(tail, p.Text)
 		tail = append(tail, `</body>`...)
-		tail = appendAtom(tail, domain, author, p)
+		if payload == PayloadAtom {
+			tail = appendAtom(tail, domain, author, p)
+		}
 	}
 	tail = append(tail, `<origin-id xmlns="`+nsSID+`" id="`...)
 	tail = appendAttr(tail, p.ID)

@@ -40,15 +40,50 @@ func decodeOne(t testing.TB, b []byte) decoded {
 	return m
 }
 
+// payloads are the profiles every test of the rendering runs with.
+var payloads = []Payload{PayloadMinimal, PayloadAtom}
+
 func TestDeliveryShape(t *testing.T) {
 	p := starling.Post{ID: "01JABCDEF", Author: "alice", Text: "a < b & c > d \"q\" 'a'", CreatedAt: time.Now()}
-	b := NewDelivery("microblog.example.org", p).AppendTo(nil, "bob@example.org")
-	m := decodeOne(t, b)
-	want := decoded{Type: "chat", From: "alice@microblog.example.org", To: "bob@example.org", ID: "01JABCDEF", Body: p.Text}
-	want.OriginID.ID = p.ID
-	want.XMLName = m.XMLName
-	if m != want {
-		t.Fatalf("got %+v\nwant %+v", m, want)
+	for _, payload := range payloads {
+		b := NewDelivery("microblog.example.org", payload, p).AppendTo(nil, "bob@example.org")
+		m := decodeOne(t, b)
+		want := decoded{Type: "chat", From: "alice@microblog.example.org", To: "bob@example.org", ID: "01JABCDEF", Body: p.Text}
+		want.OriginID.ID = p.ID
+		want.XMLName = m.XMLName
+		if m != want {
+			t.Fatalf("%s: got %+v\nwant %+v", payload, m, want)
+		}
+	}
+}
+
+// TestMinimalPayload: the default delivery is the DESIGN contract's chat
+// message, byte for byte: a body and an origin-id, nothing else.
+func TestMinimalPayload(t *testing.T) {
+	p := starling.Post{ID: "01JMIN", Author: "alice", AuthorName: "Alice", Text: "tea & cake", CreatedAt: time.Now()}
+	want := `<message type="chat" from="alice@mb.example" to="bob@example.org" id="01JMIN"><body>tea &amp; cake</body>` +
+		`<origin-id xmlns="urn:xmpp:sid:0" id="01JMIN"/></message>`
+	for _, payload := range []Payload{PayloadMinimal, ""} {
+		if got := string(NewDelivery("mb.example", payload, p).AppendTo(nil, "bob@example.org")); got != want {
+			t.Errorf("payload %q:\n%s\nwant\n%s", payload, got, want)
+		}
+	}
+	atom := NewDelivery("mb.example", PayloadAtom, p).AppendTo(nil, "bob@example.org")
+	if !bytes.Contains(atom, []byte(`<entry xmlns="http://www.w3.org/2005/Atom">`)) {
+		t.Errorf("atom payload without an Atom entry:\n%s", atom)
+	}
+}
+
+func TestParsePayload(t *testing.T) {
+	for _, s := range []string{"minimal", "atom"} {
+		if p, err := ParsePayload(s); err != nil || string(p) != s {
+			t.Errorf("ParsePayload(%q) = %q, %v", s, p, err)
+		}
+	}
+	for _, s := range []string{"", "Atom", "full", "minimal "} {
+		if _, err := ParsePayload(s); err == nil || !strings.Contains(err.Error(), "use minimal or atom") {
+			t.Errorf("ParsePayload(%q): %v, want a refusal naming the profiles", s, err)
+		}
 	}
 }
 
@@ -66,9 +101,11 @@ func TestTextEscaping(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.in, func(t *testing.T) {
-			m := decodeOne(t, NewDelivery("d.example", starling.Post{ID: "x", Author: "a", Text: c.in}).AppendTo(nil, "b@e"))
-			if m.Body != c.body {
-				t.Fatalf("body %q, want %q", m.Body, c.body)
+			for _, payload := range payloads {
+				m := decodeOne(t, NewDelivery("d.example", payload, starling.Post{ID: "x", Author: "a", Text: c.in}).AppendTo(nil, "b@e"))
+				if m.Body != c.body {
+					t.Fatalf("%s: body %q, want %q", payload, m.Body, c.body)
+				}
 			}
 			if starling.CleanXMLText(c.in) != c.body {
 				t.Fatalf("SanitizeText %q, want %q", starling.CleanXMLText(c.in), c.body)
@@ -78,7 +115,7 @@ func TestTextEscaping(t *testing.T) {
 }
 
 func TestWriteToMatchesAppendTo(t *testing.T) {
-	d := NewDelivery("d.example", starling.Post{ID: "x", Author: "a", Text: "t"})
+	d := NewDelivery("d.example", PayloadAtom, starling.Post{ID: "x", Author: "a", Text: "t"})
 	for _, to := range []string{"bob@example.org", `o'neil"&<>@example.org`, "ünïcode@example.org"} {
 		var buf bytes.Buffer
 		w := bufio.NewWriter(&buf)
@@ -100,18 +137,21 @@ func TestWriteToMatchesAppendTo(t *testing.T) {
 // and a whole chunk of a decoded batch, with its ping, costs none either.
 func TestDeliveryWritesWithoutAllocating(t *testing.T) {
 	post := starling.Post{ID: "01JALLOC", Author: "alice", Text: "hello", CreatedAt: time.Now()}
-	d := NewDelivery("microblog.example.org", post)
 	w := bufio.NewWriterSize(io.Discard, 64<<10)
-	for _, to := range []string{
-		"bob@example.org",
-		"o'neil&sons@example.org",
-		"ünïcödé-with-a-rather-long-localpart-to-escape@example.org",
-	} {
-		jid := []byte(to)
-		if n := testing.AllocsPerRun(1000, func() { _ = d.writeTo(w, jid) }); n != 0 {
-			t.Errorf("writeTo %s: %v allocations, want 0", to, n)
+	for _, payload := range payloads {
+		d := NewDelivery("microblog.example.org", payload, post)
+		for _, to := range []string{
+			"bob@example.org",
+			"o'neil&sons@example.org",
+			"ünïcödé-with-a-rather-long-localpart-to-escape@example.org",
+		} {
+			jid := []byte(to)
+			if n := testing.AllocsPerRun(1000, func() { _ = d.writeTo(w, jid) }); n != 0 {
+				t.Errorf("%s: writeTo %s: %v allocations, want 0", payload, to, n)
+			}
 		}
 	}
+	d := NewDelivery("microblog.example.org", PayloadMinimal, post)
 
 	msg, err := fanout.Batch{Post: post, To: strings.Fields(strings.Repeat("carol@example.org ", fanout.BatchSize))}.Encode(nil)
 	if err != nil {
@@ -128,22 +168,25 @@ func TestDeliveryWritesWithoutAllocating(t *testing.T) {
 	}
 }
 
-// FuzzDelivery: any post text and any recipient yield exactly one
-// well-formed stanza whose body decodes back to the text as accepted
-// (SanitizeText of it, which is the text itself for everything the API
-// accepts) and whose address decodes back to the recipient.
+// FuzzDelivery: in every payload profile, any post text (also as the
+// author's name, which the Atom entry carries) and any recipient yield
+// exactly one well-formed stanza whose body decodes back to the text as
+// accepted (SanitizeText of it, which is the text itself for everything the
+// API accepts) and whose address decodes back to the recipient.
 func FuzzDelivery(f *testing.F) {
 	for _, s := range []string{"", "hello", "</body></message>", "a\x00b", "\r\n", "]]>", "\xff", "🐦", "&amp;"} {
 		f.Add(s, "bob@example.org")
 	}
 	f.Fuzz(func(t *testing.T, text, to string) {
-		d := NewDelivery("microblog.example.org", starling.Post{ID: "01J", Author: "alice", Text: text})
-		m := decodeOne(t, d.AppendTo(nil, to))
-		if want := starling.CleanXMLText(text); m.Body != want {
-			t.Fatalf("body %q, want %q", m.Body, want)
-		}
-		if want := starling.CleanXMLText(to); m.To != want {
-			t.Fatalf("to %q, want %q", m.To, want)
+		for _, payload := range payloads {
+			d := NewDelivery("microblog.example.org", payload, starling.Post{ID: "01J", Author: "alice", AuthorName: text, Text: text})
+			m := decodeOne(t, d.AppendTo(nil, to))
+			if want := starling.CleanXMLText(text); m.Body != want {
+				t.Fatalf("%s: body %q, want %q", payload, m.Body, want)
+			}
+			if want := starling.CleanXMLText(to); m.To != want {
+				t.Fatalf("%s: to %q, want %q", payload, m.To, want)
+			}
 		}
 		if utf8.ValidString(text) && !strings.ContainsFunc(text, func(r rune) bool { return !starling.IsXMLChar(r) }) && starling.CleanXMLText(text) != text {
 			t.Fatalf("valid text %q was changed", text)
@@ -153,8 +196,15 @@ func FuzzDelivery(f *testing.F) {
 
 // BenchmarkEncodeDelivery decodes one batch of 500 recipients as the send
 // stage receives it from JetStream, and writes every stanza through a
-// buffered writer, as DeliverBatch does: 0 allocations per recipient.
+// buffered writer, as DeliverBatch does: 0 allocations per recipient. The
+// post is 156 characters, in each payload profile.
 func BenchmarkEncodeDelivery(b *testing.B) {
+	for _, payload := range payloads {
+		b.Run(string(payload), func(b *testing.B) { benchmarkEncodeDelivery(b, payload) })
+	}
+}
+
+func benchmarkEncodeDelivery(b *testing.B, payload Payload) {
 	post := starling.Post{ID: "01JD4Z8J3E3Q8Y7N5W2XK9V6TB", Author: "alice", AuthorName: "Alice", Text: strings.Repeat("a post of moderate length ", 6), CreatedAt: time.Now()}
 	to := make([]string, fanout.BatchSize)
 	for i := range to {
@@ -168,7 +218,7 @@ func BenchmarkEncodeDelivery(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	d := NewDelivery("microblog.example.org", batch.Post)
+	d := NewDelivery("microblog.example.org", payload, batch.Post)
 	w := bufio.NewWriterSize(io.Discard, 64<<10)
 	write := func(jid []byte) error { return d.writeTo(w, jid) }
 	b.ReportAllocs()
@@ -180,12 +230,13 @@ func BenchmarkEncodeDelivery(b *testing.B) {
 		w.Flush()
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(to)), "ns/stanza")
+	b.ReportMetric(float64(len(d.AppendTo(nil, to[0]))), "B/stanza")
 }
 
 func TestDeliveryAtomEntry(t *testing.T) {
 	created := time.Date(2026, 11, 26, 7, 8, 9, 0, time.UTC)
 	p := starling.Post{ID: "01JATOM", Author: "alice", AuthorName: "Alice <A&B>", Text: strings.Repeat("ab ", 40) + "& end", CreatedAt: created}
-	b := NewDelivery("mb.example", p).AppendTo(nil, "bob@example.org")
+	b := NewDelivery("mb.example", PayloadAtom, p).AppendTo(nil, "bob@example.org")
 	var m struct {
 		Body  string `xml:"body"`
 		Entry struct {
@@ -220,9 +271,14 @@ func TestDeliveryAtomEntry(t *testing.T) {
 	}
 }
 
+// TestDeliveryRetraction: a retraction has its own payload, the same in
+// every profile.
 func TestDeliveryRetraction(t *testing.T) {
 	p := starling.Post{ID: "01JRETRACT", Author: "alice", Retracts: "01JGONE"}
-	b := NewDelivery("mb.example", p).AppendTo(nil, "bob@example.org")
+	b := NewDelivery("mb.example", PayloadAtom, p).AppendTo(nil, "bob@example.org")
+	if minimal := NewDelivery("mb.example", PayloadMinimal, p).AppendTo(nil, "bob@example.org"); !bytes.Equal(b, minimal) {
+		t.Fatalf("retractions differ between profiles:\n%s\n%s", b, minimal)
+	}
 	var m struct {
 		ID      string `xml:"id,attr"`
 		Body    string `xml:"body"`

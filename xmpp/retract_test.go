@@ -12,7 +12,7 @@ import (
 // server of an offline follower keeps it), and no Atom entry.
 func TestRetractionPayload(t *testing.T) {
 	p := starling.Post{ID: "01RETR", Author: "alice", Retracts: "01POST"}
-	got := string(NewDelivery("mb.example", p).AppendTo(nil, "bob@example.org"))
+	got := string(NewDelivery("mb.example", PayloadAtom, p).AppendTo(nil, "bob@example.org"))
 	for _, want := range []string{
 		`<retract xmlns="urn:xmpp:message-retract:1" id="01POST"/>`,
 		`<store xmlns="urn:xmpp:hints"/>`,

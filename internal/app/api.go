@@ -49,7 +49,7 @@ func RunAPI(ctx context.Context, cfg API, log *slog.Logger, hooks APIHooks) erro
 
 // infraConfig is the API's infrastructure: it always dials NATS.
 func (c API) infraConfig() infraConfig {
-	return infraConfig{redisURL: c.RedisURL, natsURL: c.NATSURL, clientName: "starling-api"}
+	return infraConfig{redisURL: c.RedisURL, redisCluster: c.RedisCluster, natsURL: c.NATSURL, natsToken: c.NATSToken, clientName: "starling-api"}
 }
 
 // apiHandler builds the stores and the HTTP API over them.
@@ -71,6 +71,7 @@ func apiHandler(cfg API, in *infra, log *slog.Logger) (http.Handler, error) {
 			IPPerSecond: cfg.RateIP, IPBurst: cfg.RateIPBurst,
 			TokenPerSecond: cfg.RateToken, TokenBurst: cfg.RateTokenBurst,
 		},
+		TrustedProxies: cfg.TrustedProxies,
 	})
 }
 

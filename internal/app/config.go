@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -13,13 +14,26 @@ import (
 	"starling.dev/starling/accounts"
 	"starling.dev/starling/fanout"
 	"starling.dev/starling/httpapi"
+	"starling.dev/starling/xmpp"
 )
 
 // Common is configuration both processes share.
 type Common struct {
 	RedisURL    string
 	RedisPrefix string
-	NATSURL     string
+	// RedisCluster makes RedisURL a Redis Cluster's seed nodes in
+	// go-redis's cluster URL form (redis://h1:p1?addr=h2:p2&addr=h3:p3).
+	RedisCluster bool
+	// NATSURL may list several servers, comma-separated (a NATS cluster):
+	// the client connects to one and fails over to the others.
+	NATSURL string
+	// NATSToken, when set, is required by the gateway's embedded server and
+	// sent by both processes (from the environment only).
+	NATSToken string
+	// NATSReplicas is how many replicas the streams get when this process
+	// creates them (3 on a 3-node JetStream cluster).
+	NATSReplicas int
+
 	Domain      string
 	MetricsAddr string
 	LogLevel    string
@@ -46,6 +60,8 @@ type Gateway struct {
 	CommandRate      float64
 	CommandBurst     int
 	MaxFollowing     int
+	// Payload is the delivery profile, "minimal" or "atom" (xmpp.Payload).
+	Payload string
 	// DeliveryMaxLag is the age past which a post is no longer delivered
 	// (fanout.ConsumerConfig.MaxLag); zero turns the limit off.
 	DeliveryMaxLag time.Duration
@@ -61,6 +77,9 @@ type API struct {
 	// (0 turns the limit off, as in httpapi.RateLimits) and burst.
 	RateIP, RateToken           float64
 	RateIPBurst, RateTokenBurst int
+	// TrustedProxies are the peers whose X-Forwarded-For is believed
+	// (httpapi.Config.TrustedProxies); none by default.
+	TrustedProxies []netip.Prefix
 }
 
 // Env looks a variable up, like os.LookupEnv.
@@ -124,6 +143,17 @@ func (b *binder) float(p *float64, flagName, envName string, def float64, usage 
 	b.fs.Float64Var(p, flagName, def, usage+" ($"+envName+")")
 }
 
+func (b *binder) boolean(p *bool, flagName, envName string, def bool, usage string) {
+	if v, ok := b.env(envName); ok {
+		f, err := strconv.ParseBool(v)
+		if err != nil {
+			b.err = errors.Join(b.err, fmt.Errorf("$%s: %q is not true or false", envName, v))
+		}
+		def = f
+	}
+	b.fs.BoolVar(p, flagName, def, usage+" ($"+envName+")")
+}
+
 // secret reads a value that must come from the environment, never a flag.
 func (b *binder) secret(p *string, envName string) {
 	*p, _ = b.env(envName)
@@ -132,7 +162,10 @@ func (b *binder) secret(p *string, envName string) {
 func (b *binder) common(c *Common, natsDefault, metricsDefault string) {
 	b.str(&c.RedisURL, "redis-url", "STARLING_REDIS_URL", "redis://127.0.0.1:6379/0", "Redis URL")
 	b.str(&c.RedisPrefix, "redis-prefix", "STARLING_REDIS_PREFIX", "starling:", "Redis key prefix")
-	b.str(&c.NATSURL, "nats-url", "STARLING_NATS_URL", natsDefault, "NATS URL")
+	b.boolean(&c.RedisCluster, "redis-cluster", "STARLING_REDIS_CLUSTER", false, "Redis Cluster: STARLING_REDIS_URL lists seed nodes as redis://h1:p1?addr=h2:p2&addr=h3:p3")
+	b.str(&c.NATSURL, "nats-url", "STARLING_NATS_URL", natsDefault, "NATS URL; several servers of a cluster comma-separated")
+	b.integer(&c.NATSReplicas, "nats-replicas", "STARLING_NATS_REPLICAS", 1, "replicas of the JetStream streams this process creates (3 on a 3-node cluster)")
+	b.secret(&c.NATSToken, "STARLING_NATS_TOKEN")
 	b.str(&c.Domain, "xmpp-domain", "STARLING_XMPP_DOMAIN", "", "the component's XMPP domain")
 	b.str(&c.MetricsAddr, "metrics-addr", "STARLING_METRICS_ADDR", metricsDefault, "address of /metrics, /healthz and /readyz")
 	b.str(&c.LogLevel, "log-level", "STARLING_LOG_LEVEL", "info", "log level: debug, info, warn or error")
@@ -149,9 +182,13 @@ func (c Common) validate() []error {
 	if c.PostHistory < 1 {
 		errs = append(errs, errors.New("STARLING_POST_HISTORY must be at least 1"))
 	}
+	badReplicas := c.NATSReplicas < 1 || c.NATSReplicas > fanout.MaxReplicas
+	if badReplicas {
+		errs = append(errs, fmt.Errorf("STARLING_NATS_REPLICAS must be 1 to %d", fanout.MaxReplicas))
+	}
 	if c.PostsMaxAge < 0 || c.DeliveriesMaxAge < 0 || c.PostsMaxBytes < 0 || c.DeliveriesMaxBytes < 0 {
 		errs = append(errs, errors.New("STARLING_POSTS_MAX_* and STARLING_DELIVERIES_MAX_* must not be negative"))
-	} else if err := c.streamLimits().Validate(); err != nil {
+	} else if err := c.streamLimits().Validate(); err != nil && !badReplicas {
 		errs = append(errs, err)
 	}
 	if _, err := ParseLevel(c.LogLevel); err != nil {
@@ -166,6 +203,7 @@ func (c Common) streamLimits() fanout.StreamLimits {
 	return fanout.StreamLimits{
 		PostsMaxAge: offIfZero(c.PostsMaxAge), PostsMaxBytes: offIfZero(c.PostsMaxBytes),
 		DeliveriesMaxAge: offIfZero(c.DeliveriesMaxAge), DeliveriesMaxBytes: offIfZero(c.DeliveriesMaxBytes),
+		Replicas: c.NATSReplicas,
 	}
 }
 
@@ -192,6 +230,7 @@ func ParseGateway(args []string, env Env) (Gateway, error) {
 	b.float(&c.CommandRate, "command-rate", "STARLING_COMMAND_RATE", 1, "IM commands per second one JID may send, sustained")
 	b.integer(&c.CommandBurst, "command-burst", "STARLING_COMMAND_BURST", 10, "IM commands one JID may send at once")
 	b.integer(&c.MaxFollowing, "max-following", "STARLING_MAX_FOLLOWING", 1000, "most authors one JID may follow")
+	b.str(&c.Payload, "payload", "STARLING_PAYLOAD", string(xmpp.PayloadMinimal), "what a delivery carries: minimal (body and origin-id, what clients show) or atom (adds the Atom entry, for machine consumers)")
 	b.duration(&c.DeliveryMaxLag, "delivery-max-lag", "STARLING_DELIVERY_MAX_LAG", fanout.DefaultMaxLag, "age past which a post is no longer delivered (counted and logged); 0 turns the limit off")
 	b.secret(&c.XMPPSecret, "STARLING_XMPP_SECRET")
 	if err := fs.Parse(args); err != nil {
@@ -218,6 +257,9 @@ func (c Gateway) Validate() error {
 	if c.DeliveryMaxLag < 0 {
 		errs = append(errs, errors.New("STARLING_DELIVERY_MAX_LAG must not be negative"))
 	}
+	if _, err := xmpp.ParsePayload(c.Payload); err != nil {
+		errs = append(errs, fmt.Errorf("STARLING_PAYLOAD: %q is not a payload profile: use minimal or atom", c.Payload))
+	}
 	return errors.Join(errs...)
 }
 
@@ -238,9 +280,15 @@ func ParseAPI(args []string, env Env) (API, error) {
 	b.integer(&c.RateIPBurst, "rate-ip-burst", "STARLING_RATE_IP_BURST", httpapi.DefaultIPBurst, "requests one client IP may make at once")
 	b.float(&c.RateToken, "rate-token", "STARLING_RATE_TOKEN", httpapi.DefaultTokenRate, "requests per second per bearer token; 0 turns the limit off")
 	b.integer(&c.RateTokenBurst, "rate-token-burst", "STARLING_RATE_TOKEN_BURST", httpapi.DefaultTokenBurst, "requests one bearer token may make at once")
+	var proxies string
+	b.str(&proxies, "trusted-proxies", "STARLING_TRUSTED_PROXIES", "", "comma-separated CIDRs of the reverse proxies whose X-Forwarded-For is believed")
 	b.secret(&c.AdminToken, "STARLING_ADMIN_TOKEN")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	var err error
+	if c.TrustedProxies, err = httpapi.ParseTrustedProxies(proxies); err != nil {
+		b.err = errors.Join(b.err, fmt.Errorf("STARLING_TRUSTED_PROXIES: %w", err))
 	}
 	if b.err != nil {
 		return c, b.err

@@ -54,7 +54,7 @@ func RunGateway(ctx context.Context, cfg Gateway, log *slog.Logger, hooks Gatewa
 // when no NATS URL is configured.
 func (c Gateway) infraConfig() infraConfig {
 	return infraConfig{
-		redisURL: c.RedisURL, natsURL: c.NATSURL,
+		redisURL: c.RedisURL, redisCluster: c.RedisCluster, natsURL: c.NATSURL, natsToken: c.NATSToken,
 		embedded: c.NATSURL == "", embeddedAddr: c.EmbeddedNATSAddr, dataDir: c.DataDir,
 		clientName: "starling-gateway",
 		jsOpts: []jetstream.JetStreamOpt{
@@ -86,7 +86,7 @@ func buildGateway(cfg Gateway, in *infra, log *slog.Logger) (*gateway, error) {
 	comp, err := xmpp.New(st, xmpp.NewMetrics(reg), log, xmpp.Config{
 		Domain: cfg.Domain, Addr: cfg.XMPPAddr, Secret: cfg.XMPPSecret, PingTo: cfg.XMPPPingTo,
 		ProbeRate: cfg.ProbeRate, CommandRate: cfg.CommandRate, CommandBurst: cfg.CommandBurst,
-		MaxFollowing: cfg.MaxFollowing,
+		MaxFollowing: cfg.MaxFollowing, Payload: xmpp.Payload(cfg.Payload),
 	})
 	if err != nil {
 		return nil, err

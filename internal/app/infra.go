@@ -54,7 +54,18 @@ func openStores(rdb redis.UniversalClient, prefix string, recentPosts int) (*sto
 	return &stores{acc, graph}, nil
 }
 
-func openRedis(url string) (*redis.Client, error) {
+// openRedis returns a client for one server, or for a Redis Cluster when
+// cluster is set (url then lists seed nodes: redis://h1:p1?addr=h2:p2).
+// The stores keep every script and multi-key command within one hash slot,
+// so they work on either.
+func openRedis(url string, cluster bool) (redis.UniversalClient, error) {
+	if cluster {
+		opts, err := redis.ParseClusterURL(url)
+		if err != nil {
+			return nil, fmt.Errorf("redis cluster url: %w", err)
+		}
+		return redis.NewClusterClient(opts), nil
+	}
 	opts, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("redis url: %w", err)
@@ -63,8 +74,9 @@ func openRedis(url string) (*redis.Client, error) {
 }
 
 // startEmbeddedNATS runs the real NATS server in-process with JetStream on
-// disk, for single-machine deployments and `make run`.
-func startEmbeddedNATS(addr, dataDir string, log *slog.Logger) (*server.Server, error) {
+// disk, for single-machine deployments and `make run`. A non-empty token is
+// required of every client.
+func startEmbeddedNATS(addr, dataDir, token string, log *slog.Logger) (*server.Server, error) {
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats addr %q: %w", addr, err)
@@ -85,6 +97,8 @@ func startEmbeddedNATS(addr, dataDir string, log *slog.Logger) (*server.Server, 
 		StoreDir:   dir,
 		NoSigs:     true,
 		NoLog:      true,
+		// Empty: no authentication (the server's default).
+		Authorization: token,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
@@ -94,7 +108,7 @@ func startEmbeddedNATS(addr, dataDir string, log *slog.Logger) (*server.Server, 
 		s.Shutdown()
 		return nil, fmt.Errorf("embedded nats: not ready on %s (is the port taken?)", addr)
 	}
-	log.Info("embedded NATS with JetStream started", "addr", s.ClientURL(), "store", dir)
+	log.Info("embedded NATS with JetStream started", "addr", s.ClientURL(), "store", dir, "token_required", token != "")
 	return s, nil
 }
 
@@ -109,10 +123,19 @@ type natsConn struct {
 	closed <-chan struct{}
 }
 
-func connectNATS(url, name string, log *slog.Logger) (*natsConn, error) {
+// connectNATS connects to url, which may list several servers of a cluster
+// comma-separated (nats.go picks one and fails over to the others, and
+// learns the rest of the cluster from them), with token when it is not
+// empty.
+func connectNATS(url, name, token string, log *slog.Logger) (*natsConn, error) {
 	closed := make(chan struct{})
 	nc, err := nats.Connect(url,
 		nats.Name(name),
+		nats.Token(token), // "" sends none
+		// A refused token is retried like any failure (nats.go would give
+		// up on the second refusal), so that a process waits for a token
+		// being rolled out instead of never reconnecting.
+		nats.IgnoreAuthErrorAbort(),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond),
 		nats.RetryOnFailedConnect(true),
@@ -122,6 +145,10 @@ func connectNATS(url, name string, log *slog.Logger) (*natsConn, error) {
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) {
 			log.Info("NATS reconnected", "url", c.ConnectedUrl())
+		}),
+		// Such as an authorization violation (a wrong or missing token).
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			log.Warn("NATS error", "err", err)
 		}),
 		// nats.go calls this once, however the connection ends.
 		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
@@ -153,8 +180,13 @@ func (c *natsConn) drain(log *slog.Logger) {
 
 // infraConfig says which infrastructure a process opens.
 type infraConfig struct {
-	redisURL string
-	natsURL  string
+	redisURL     string
+	redisCluster bool
+	// natsURL may list several servers, comma-separated.
+	natsURL string
+	// natsToken, when set, authenticates the connection, and the embedded
+	// server requires it.
+	natsToken string
 	// embedded starts a NATS server in-process, listening on embeddedAddr
 	// with JetStream under dataDir, and connects to it instead of natsURL.
 	embedded              bool
@@ -168,7 +200,7 @@ type infraConfig struct {
 // mode) and JetStream over it. openInfra opens it; close releases it.
 type infra struct {
 	log     *slog.Logger
-	rdb     *redis.Client
+	rdb     redis.UniversalClient
 	ns      *server.Server // nil unless embedded
 	nc      *natsConn
 	js      jetstream.JetStream
@@ -183,16 +215,16 @@ func openInfra(cfg infraConfig, log *slog.Logger) (_ *infra, err error) {
 			in.close()
 		}
 	}()
-	if in.rdb, err = openRedis(cfg.redisURL); err != nil {
+	if in.rdb, err = openRedis(cfg.redisURL, cfg.redisCluster); err != nil {
 		return nil, err
 	}
 	if cfg.embedded {
-		if in.ns, err = startEmbeddedNATS(cfg.embeddedAddr, cfg.dataDir, log); err != nil {
+		if in.ns, err = startEmbeddedNATS(cfg.embeddedAddr, cfg.dataDir, cfg.natsToken, log); err != nil {
 			return nil, err
 		}
 		in.natsURL = in.ns.ClientURL()
 	}
-	if in.nc, err = connectNATS(in.natsURL, cfg.clientName, log); err != nil {
+	if in.nc, err = connectNATS(in.natsURL, cfg.clientName, cfg.natsToken, log); err != nil {
 		return nil, err
 	}
 	if in.js, err = jetstream.New(in.nc.Conn, cfg.jsOpts...); err != nil {

@@ -117,7 +117,7 @@ func TestStreamAndLagSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := fanout.StreamLimits{PostsMaxAge: 72 * time.Hour, PostsMaxBytes: -1, DeliveriesMaxAge: -1, DeliveriesMaxBytes: 1 << 20}
+	want := fanout.StreamLimits{PostsMaxAge: 72 * time.Hour, PostsMaxBytes: -1, DeliveriesMaxAge: -1, DeliveriesMaxBytes: 1 << 20, Replicas: 1}
 	if got := c.streamLimits(); got != want {
 		t.Errorf("stream limits %+v, want %+v", got, want)
 	}

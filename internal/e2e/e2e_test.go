@@ -54,7 +54,11 @@ func TestFollowPostUnfollow(t *testing.T) {
 		}
 
 		st := s.post(t, alice, "hello, XMPP <world> & friends")
-		expectPost(t, s, bob, st, "hello, XMPP <world> & friends")
+		// The default payload (STARLING_PAYLOAD=minimal): body and
+		// origin-id (expectPost checks both), no Atom entry.
+		if m := expectPost(t, s, bob, st, "hello, XMPP <world> & friends"); m.Atom != nil {
+			t.Errorf("the default delivery carries an Atom entry: %+v", m.Atom)
+		}
 		s.call(t, "GET", "/v1/users/alice", "", nil, &profile)
 		if profile.Posts != 1 {
 			t.Fatalf("post count %d, want 1", profile.Posts)

@@ -15,6 +15,14 @@ import (
 	"starling.dev/starling/subscribers"
 )
 
+// eachServerWith is eachServer with the gateway and API configured by env
+// on top of the usual settings.
+func eachServerWith(t *testing.T, env map[string]string, f func(t *testing.T, s *stack)) {
+	for _, srv := range servers {
+		t.Run(srv.name, func(t *testing.T) { f(t, startStack(t, srv.start(t), env)) })
+	}
+}
+
 // state reads what the gateway knows of a follower.
 func (s *stack) state(t testing.TB, jid string) subscribers.FollowerState {
 	t.Helper()
@@ -72,8 +80,10 @@ func TestIMCommandSet(t *testing.T) {
 	})
 }
 
+// TestRosterFollowing runs the gateway with STARLING_PAYLOAD=atom, whose
+// deliveries carry the Atom entry it checks.
 func TestRosterFollowing(t *testing.T) {
-	eachServer(t, func(t *testing.T, s *stack) {
+	eachServerWith(t, map[string]string{"STARLING_PAYLOAD": "atom"}, func(t *testing.T, s *stack) {
 		alice := s.createUser(t, "alice")
 		first := s.post(t, alice, "a status worth showing in a roster")
 		s.xmpp.Register(t, "bob", "bob-pw")
