@@ -108,9 +108,9 @@ func main() {
 			fmt.Fprintf(os.Stderr, "bench: wrote %s\n", *mdOut)
 		}
 	}
-	t.runCleanups()
+	t.Stop()
 	fmt.Fprintf(os.Stderr, "bench: done in %s\n", time.Since(began).Round(time.Millisecond))
-	if t.failed {
+	if t.Failed() {
 		os.Exit(1)
 	}
 }
@@ -132,7 +132,7 @@ func (b *bench) run() {
 	}
 	b.t.progress("starting redis-server, Prosody (+ sink, lat, pubsub components), NATS, the API")
 	b.s = startStack(b.t)
-	b.prosodyPID = findPID(b.t.root, "prosody")
+	b.prosodyPID = findPID(b.t.Root(), "prosody")
 	info := b.s.pros.Info()
 
 	if b.want("raw") {

@@ -154,8 +154,8 @@ func (b *bench) rawThroughProsody(n int, send func() error) (time.Duration, floa
 }
 
 func (b *bench) rawEjabberd() {
-	mark := b.t.mark()
-	defer b.t.unwind(mark) // stops ejabberd
+	mark := b.t.Mark()
+	defer b.t.Unwind(mark) // stops ejabberd
 	b.t.progress("starting ejabberd")
 	ej := testenv.StartEjabberd(b.t, testenv.WithComponents(sinkDomain))
 	info := ej.Info()
@@ -449,8 +449,8 @@ func (b *bench) rosterBot() {
 // years holds them, and Prosody is restarted to load them. A second Prosody
 // does this, so the first keeps its state.
 func (b *bench) peer() {
-	mark := b.t.mark()
-	defer b.t.unwind(mark)
+	mark := b.t.Mark()
+	defer b.t.Unwind(mark)
 	pros := testenv.StartProsody(b.t, testenv.WithComponents(sinkDomain), testenv.WithPubSub(pubsubDomain, pubOwner+"@localhost"))
 	info := pros.Info()
 	pros.Register(b.t, pubOwner, "ownerpw")
@@ -473,7 +473,7 @@ func (b *bench) peer() {
 	}
 	defer owner.close()
 	pid := 0
-	for _, p := range findPIDs(b.t.root, "prosody") {
+	for _, p := range findPIDs(b.t.Root(), "prosody") {
 		if p != b.prosodyPID {
 			pid = p
 		}

@@ -102,7 +102,7 @@ func run(verbose bool) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
-	t := &runner{verbose: verbose}
+	t := testenv.NewProgram("run", verbose)
 	level := os.Getenv("STARLING_LOG_LEVEL")
 	if level == "" {
 		level = "info"
@@ -123,7 +123,7 @@ func run(verbose bool) int {
 		HTTPPort:    httpPort,
 		MetricsPort: metricsPort,
 	})
-	defer t.stop()
+	defer t.Stop()
 	if ctx.Err() != nil {
 		say("stopping everything")
 		return 0
@@ -145,7 +145,7 @@ func run(verbose bool) int {
 	}
 	fmt.Println()
 	say("stopping everything")
-	t.stop()
+	t.Stop()
 	say("all stopped")
 	return 0
 }

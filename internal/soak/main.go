@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"starling.dev/starling/internal/chaos"
+	"starling.dev/starling/internal/testenv"
 	"starling.dev/starling/internal/testenv/stack"
 )
 
@@ -43,11 +44,11 @@ func main() {
 	verbose := flag.Bool("v", false, "log what the stack starts")
 	flag.Parse()
 
-	r := &runner{verbose: *verbose}
+	r := testenv.NewProgram("soak", *verbose)
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 	code := run(ctx, r, config{*duration, *every, *celebrity, *authors, *postEvery, *celebEvery})
-	r.stop()
+	r.Stop()
 	os.Exit(code)
 }
 
@@ -64,7 +65,7 @@ type counters struct {
 	commands, replies             atomic.Int64
 }
 
-func run(ctx context.Context, r *runner, cfg config) int {
+func run(ctx context.Context, r *testenv.Program, cfg config) int {
 	fmt.Printf("soak: starting the stack (Prosody, Redis with AOF, nats-server, gateway and API processes)\n")
 	s, sink := chaos.StartSystem(r, "prosody", nil)
 	tokens := make([]string, cfg.authors)
