@@ -54,6 +54,10 @@ func openStores(rdb redis.UniversalClient, prefix string, recentPosts int) (*sto
 	return &stores{acc, graph}, nil
 }
 
+// clusterStateReload is how often a Redis Cluster client refreshes its map
+// of slots to masters.
+const clusterStateReload = time.Second
+
 // openRedis returns a client for one server, or for a Redis Cluster when
 // cluster is set (url then lists seed nodes: redis://h1:p1?addr=h2:p2).
 // The stores keep every script and multi-key command within one hash slot,
@@ -64,6 +68,10 @@ func openRedis(url string, cluster bool) (redis.UniversalClient, error) {
 		if err != nil {
 			return nil, fmt.Errorf("redis cluster url: %w", err)
 		}
+		// go-redis reloads the slot map every 60 s by default and, after a
+		// failover, dials the dead master until then: a replica promoted in
+		// ~2 s would stall the pipeline for a minute.
+		opts.ClusterStateReloadInterval = clusterStateReload
 		return redis.NewClusterClient(opts), nil
 	}
 	opts, err := redis.ParseURL(url)
