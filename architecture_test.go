@@ -153,6 +153,7 @@ func TestRedisKeyTable(t *testing.T) {
 		"s:{<jid>}":              l.State("<jid>"),
 		"o:{<jid>}":              l.Resources("<jid>"),
 		"pg":                     l.ProbeGrants(),
+		"pl":                     l.ProbeLease(),
 	}
 	for _, f := range rediskeys.Families {
 		got, ok := built[f.Pattern]

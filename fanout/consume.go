@@ -225,9 +225,59 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return p.consume(ctx, postsC, posts) })
-	g.Go(func() error { return p.consume(ctx, firstC, first) })
-	g.Go(func() error { return p.consume(ctx, laterC, later) })
+	g.Go(func() error { return p.consumeLinked(ctx, firstC, first) })
+	g.Go(func() error { return p.consumeLinked(ctx, laterC, later) })
 	return g.Wait()
+}
+
+// LinkWatcher is implemented by a StanzaSender that can tell when its link
+// to the XMPP server is up. The pipeline then pulls delivery batches only
+// while it is: a replica without a working link (a standby against Prosody,
+// which takes one component connection per domain; a gateway whose server
+// is down) leaves them to the replicas that can send them, instead of
+// holding each one for the send stage's readyWait.
+type LinkWatcher interface {
+	// LinkUp blocks until a link is up or ctx ends; the channel it returns
+	// is closed when that link ends.
+	LinkUp(ctx context.Context) (down <-chan struct{}, err error)
+}
+
+// consumeLinked is consume for a delivery stage: when the sender is a
+// LinkWatcher, it consumes only while the link is up. When the link goes
+// down it stops pulling exactly as Run does at shutdown (the handlers get
+// ShutdownGrace, the messages fetched but not started are handed back at
+// once), then waits for the next link.
+func (p *Pipeline) consumeLinked(ctx context.Context, c jetstream.Consumer, s stage) error {
+	var lw LinkWatcher
+	if p.send != nil {
+		lw, _ = p.send.sender.(LinkWatcher)
+	}
+	if lw == nil {
+		return p.consume(ctx, c, s)
+	}
+	for {
+		down, err := lw.LinkUp(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("fanout: wait for the component link: %w", err)
+		}
+		linked, cancel := context.WithCancel(ctx)
+		go func() { // ends with linked, at the latest when consume returns
+			select {
+			case <-down:
+				cancel()
+			case <-linked.Done():
+			}
+		}()
+		err = p.consume(linked, c, s)
+		cancel()
+		if err != nil || ctx.Err() != nil {
+			return err
+		}
+		p.log.Info("component link down: stopped pulling deliveries until it is back", "stream", s.stream, "workers", s.workers)
+	}
 }
 
 func (p *Pipeline) consumer(ctx context.Context, s stage, durable string, subjects []string) (jetstream.Consumer, error) {

@@ -3,6 +3,7 @@ package xmpp
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +11,8 @@ import (
 
 	"mellium.im/xmpp"
 	"mellium.im/xmpp/component"
+
+	"starling.dev/starling/fanout"
 )
 
 // errNotConnected is returned by DeliverBatch while no component connection
@@ -32,7 +35,11 @@ type link struct {
 	sess *xmpp.Session
 	conn net.Conn
 	w    *bufio.Writer // raw delivery writes; used only under the session's write lock
+	gone chan struct{} // closed when the link is withdrawn (down)
+	id   string        // names the link as the holder of the probe lease
 }
+
+var _ fanout.LinkWatcher = (*Component)(nil)
 
 // Run connects and reconnects with backoff until ctx ends; then it closes the
 // stream politely and returns nil.
@@ -110,22 +117,23 @@ func (c *Component) dial(ctx context.Context) (l *link, endDial func(), err erro
 		_ = conn.Close()
 		return nil, nil, fmt.Errorf("xmpp: component handshake as %s: %w", c.cfg.Domain, err)
 	}
-	return &link{sess: sess, conn: conn, w: bufio.NewWriterSize(conn, writeBuffer)}, cancel, nil
+	return &link{sess: sess, conn: conn, w: bufio.NewWriterSize(conn, writeBuffer), gone: make(chan struct{}), id: rand.Text()}, cancel, nil
 }
 
 // probe starts the presence probes of connection l and returns the
-// function that stops them and waits for them: they belong to the
-// connection and end with it.
+// function that stops them, waits for them and releases the probe lease
+// (if l took it): they belong to the connection and end with it.
 func (c *Component) probe(ctx context.Context, l *link) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		c.probeAll(ctx, func(b []byte) error { return c.writeRaw(l, b) })
+		c.probeAll(ctx, l.id, func(b []byte) error { return c.writeRaw(l, b) })
 	}()
 	return func() {
 		cancel()
 		<-done
+		c.releaseProbeLease(l.id)
 	}
 }
 
@@ -138,8 +146,9 @@ func (c *Component) up(l *link) {
 	c.metrics.up(true)
 }
 
-// down withdraws l, if it is still the live connection, and fails every
-// ping waiting for an answer on it: those answers will never come.
+// down withdraws l, if it is still the live connection, tells LinkUp's
+// callers it is gone, and fails every ping waiting for an answer on it:
+// those answers will never come. It is called once per link.
 func (c *Component) down(l *link) {
 	c.mu.Lock()
 	if c.live == l {
@@ -148,6 +157,7 @@ func (c *Component) down(l *link) {
 		c.metrics.up(false)
 	}
 	c.mu.Unlock()
+	close(l.gone)
 	c.pings.failAll(errNotConnected)
 }
 
@@ -167,6 +177,21 @@ func (c *Component) WaitReady(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("%w: %w", errNotConnected, ctx.Err())
+	}
+}
+
+// LinkUp blocks until a connection is up or ctx ends, and returns a
+// channel closed when that connection goes down (fanout.LinkWatcher: the
+// pipeline pulls deliveries only while a link is up).
+func (c *Component) LinkUp(ctx context.Context) (<-chan struct{}, error) {
+	for {
+		if err := c.WaitReady(ctx); err != nil {
+			return nil, err
+		}
+		if l := c.current(); l != nil {
+			return l.gone, nil
+		}
+		// Gone between the two looks: wait for the next one.
 	}
 }
 

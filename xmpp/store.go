@@ -2,6 +2,7 @@ package xmpp
 
 import (
 	"context"
+	"time"
 
 	"starling.dev/starling"
 )
@@ -39,6 +40,17 @@ type Subscriptions interface {
 	Granted(ctx context.Context, jid, ours string, granted bool) error
 	// ProbeTargets pages through the grants: {their JID, our JID} pairs.
 	ProbeTargets(ctx context.Context, cursor uint64, count int) ([][2]string, uint64, error)
+}
+
+// ProbeLeaser is what a Store implements when several gateways share it:
+// the presence probes after a (re)connect are sent by one of them only (the
+// answers are recorded in the shared store whichever connection they reach).
+type ProbeLeaser interface {
+	// TakeProbeLease reports whether holder got the lease, which nobody
+	// else can get for ttl or until holder releases it.
+	TakeProbeLease(ctx context.Context, holder string, ttl time.Duration) (bool, error)
+	// ReleaseProbeLease gives the lease up if holder has it.
+	ReleaseProbeLease(ctx context.Context, holder string) error
 }
 
 // Store is everything the component keeps in its store.

@@ -64,6 +64,14 @@ func (c Gateway) infraConfig() infraConfig {
 	}
 }
 
+// The component takes the probe lease from the shared store, so that
+// replicas reconnecting together probe once; its delivery stages pull only
+// while its link is up (fanout.LinkWatcher).
+var (
+	_ xmpp.ProbeLeaser   = (*stores)(nil)
+	_ fanout.LinkWatcher = (*xmpp.Component)(nil)
+)
+
 // gateway is the gateway's parts, built over its infrastructure.
 type gateway struct {
 	cfg  Gateway

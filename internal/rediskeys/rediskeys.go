@@ -38,6 +38,7 @@ var Families = []Family{
 	{"s:{<jid>}", "hash", "subscribers", "follower state: off, presence, asked, granted, bounces, unreachable"},
 	{"o:{<jid>}", "set", "subscribers", "the JID's resources online"},
 	{"pg", "hash", "subscribers", "bare JID → our JID it granted its presence to (probe targets)"},
+	{"pl", "string", "subscribers", "presence-probe lease: id of the component link that probes after a (re)connect, the others skip (30 s, released when that link ends)"},
 }
 
 // User is u:{<user>}.
@@ -101,3 +102,6 @@ func (l Layout) Resources(jid string) string { return l.Prefix + "o:{" + jid + "
 
 // ProbeGrants is pg.
 func (l Layout) ProbeGrants() string { return l.Prefix + "pg" }
+
+// ProbeLease is pl.
+func (l Layout) ProbeLease() string { return l.Prefix + "pl" }
