@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"starling.dev/starling/internal/testenv"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"starling.dev/starling"
 )
@@ -146,8 +148,8 @@ func TestRedeliveredBatchSkipsConfirmed(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	eventually(t, 10*time.Second, func() bool { return len(snd.calls()) >= 2 }, "the batch was not redelivered")
-	eventually(t, 5*time.Second, saved(BatchSize), "the whole batch's count was not saved")
+	testenv.Eventually(t, 10*time.Second, func() bool { return len(snd.calls()) >= 2 }, "the batch was not redelivered")
+	testenv.Eventually(t, 5*time.Second, saved(BatchSize), "the whole batch's count was not saved")
 	calls := snd.calls()
 	if len(calls) != 2 {
 		t.Fatalf("%d attempts, want 2", len(calls))

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"starling.dev/starling/internal/testenv"
+
 	"starling.dev/starling"
 )
 
@@ -110,9 +112,9 @@ func TestPipelinePullsDeliveriesOnlyWhileLinked(t *testing.T) {
 		r.publishBatch(t, starling.Post{ID: fmt.Sprintf("p%d", i), Author: "alice", Text: "hi", CreatedAt: time.Now()}, i%lanes, "carol@example.org")
 	}
 	r.publishPost(t, "post1") // the fanout stage runs regardless of the link
-	eventually(t, 10*time.Second, func() bool { return r.settled(t, PostsStream, FanoutConsumer) },
+	testenv.Eventually(t, 10*time.Second, func() bool { return r.settled(t, PostsStream, FanoutConsumer) },
 		"the post was not fanned out while the link was down")
-	eventually(t, 5*time.Second, func() bool { return r.streamMsgs(t, DeliveriesStream) == batches+1 },
+	testenv.Eventually(t, 5*time.Second, func() bool { return r.streamMsgs(t, DeliveriesStream) == batches+1 },
 		"want %d batches in the work queue", batches+1)
 
 	// An absence can only be watched for a while: the delivery consumers
@@ -141,7 +143,7 @@ func TestPipelinePullsDeliveriesOnlyWhileLinked(t *testing.T) {
 	}
 
 	snd.set(true, false)
-	eventually(t, 5*time.Second, func() bool { return r.streamMsgs(t, DeliveriesStream) == 0 },
+	testenv.Eventually(t, 5*time.Second, func() bool { return r.streamMsgs(t, DeliveriesStream) == 0 },
 		"batches not delivered once the link came up; delivered %v", snd.delivered())
 	if got := snd.delivered(); len(got) != batches+1 {
 		t.Fatalf("delivered %v, want %d batches", got, batches+1)
@@ -165,7 +167,7 @@ func TestPipelineLinkDownReleasesFetchedDeliveries(t *testing.T) {
 	for i := range batches {
 		r.publishBatch(t, starling.Post{ID: fmt.Sprintf("p%d", i), Author: "alice", Text: "hi", CreatedAt: time.Now()}, 0, "bob@example.org")
 	}
-	eventually(t, 10*time.Second, func() bool {
+	testenv.Eventually(t, 10*time.Second, func() bool {
 		info := r.consumerInfo(t, DeliveriesStream, firstSenderConsumer)
 		started, _ := snd.counts()
 		return started == 2 && info != nil && info.NumAckPending >= 4
@@ -176,7 +178,7 @@ func TestPipelineLinkDownReleasesFetchedDeliveries(t *testing.T) {
 	// is fetched. (A released message still counts as ack pending until
 	// it is handed out again, so consumer info cannot tell it from one
 	// held; the delivery times below can.)
-	eventually(t, 5*time.Second, func() bool {
+	testenv.Eventually(t, 5*time.Second, func() bool {
 		info := r.consumerInfo(t, DeliveriesStream, firstSenderConsumer)
 		return info.NumWaiting == 0 && uint64(info.NumAckPending)+info.NumPending == batches
 	}, "the consumer still pulls without a link")
@@ -186,7 +188,7 @@ func TestPipelineLinkDownReleasesFetchedDeliveries(t *testing.T) {
 
 	begin := time.Now()
 	snd.set(true, false)
-	eventually(t, 5*time.Second, func() bool { return r.streamMsgs(t, DeliveriesStream) == 0 },
+	testenv.Eventually(t, 5*time.Second, func() bool { return r.streamMsgs(t, DeliveriesStream) == 0 },
 		"the fetched batches did not come back at once once the link was up (AckWait is 30 s); delivered %v", snd.delivered())
 	t.Logf("every batch delivered %s after the link came back", time.Since(begin).Round(time.Millisecond))
 	got := snd.delivered()

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
+	"starling.dev/starling/internal/testenv"
+
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"starling.dev/starling"
@@ -24,27 +24,10 @@ import (
 // own interfaces (FollowerPager, BatchSink, StanzaSender) are faked.
 
 // startJetStream runs an in-process nats-server with JetStream and returns
-// a client on it. (internal/testenv imports the whole application, this
-// package included, so a test inside the package cannot use it.)
+// a client on it, with the streams made.
 func startJetStream(t *testing.T) jetstream.JetStream {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(s.Shutdown)
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(testenv.StartNATS(t).Conn(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,18 +35,6 @@ func startJetStream(t *testing.T) jetstream.JetStream {
 		t.Fatal(err)
 	}
 	return js
-}
-
-// eventually polls cond until it holds or within passes.
-func eventually(t *testing.T, within time.Duration, cond func() bool, msg string, args ...any) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", within, fmt.Sprintf(msg, args...))
-		}
-		time.Sleep(5 * time.Millisecond) // polling interval, not synchronisation
-	}
 }
 
 // logBuffer collects the pipeline's log lines.
@@ -307,7 +278,7 @@ func TestPipelineDeadLettersPoison(t *testing.T) {
 	r.publishRaw(t, firstLaneSubject, []byte("B1 x\nnot a batch"))
 	r.publishPost(t, "good")
 
-	eventually(t, 10*time.Second, func() bool { return len(snd.delivered()) == 1 && len(r.deadLetters(t)) == 2 },
+	testenv.Eventually(t, 10*time.Second, func() bool { return len(snd.delivered()) == 1 && len(r.deadLetters(t)) == 2 },
 		"want the good post delivered and two dead letters; delivered %v", snd.delivered())
 	if got := snd.delivered(); got[0] != "good.0 bob@example.org" {
 		t.Fatalf("delivered %v", got)
@@ -339,7 +310,7 @@ func TestPipelineDeadLettersPoison(t *testing.T) {
 		t.Errorf("want two dead-letter log lines:\n%s", logs)
 	}
 	// Nothing is left to come back: the poison was terminated, not naked.
-	eventually(t, 5*time.Second, func() bool {
+	testenv.Eventually(t, 5*time.Second, func() bool {
 		return r.settled(t, PostsStream, FanoutConsumer) && r.settled(t, DeliveriesStream, firstSenderConsumer)
 	}, "consumers still hold messages")
 	if r.streamMsgs(t, DeliveriesStream) != 0 {
@@ -357,8 +328,8 @@ func TestPipelineRetriesAfterGrowingDelay(t *testing.T) {
 	}}
 	r := runPipeline(t, everyone{"bob@example.org"}, nil, snd, ConsumerConfig{RetryDelay: delay, MaxRetryDelay: time.Minute})
 	r.publishPost(t, "p1")
-	eventually(t, 15*time.Second, func() bool { return len(snd.delivered()) == 1 }, "batch never delivered")
-	eventually(t, 5*time.Second, func() bool {
+	testenv.Eventually(t, 15*time.Second, func() bool { return len(snd.delivered()) == 1 }, "batch never delivered")
+	testenv.Eventually(t, 5*time.Second, func() bool {
 		return r.settled(t, DeliveriesStream, firstSenderConsumer) || r.streamMsgs(t, DeliveriesStream) == 0
 	},
 		"batch not acknowledged after the failure cleared")
@@ -389,7 +360,7 @@ func TestPipelineDeadLettersExhaustedBatch(t *testing.T) {
 	snd := &sender{fail: func(int) error { return errors.New("item-not-found") }}
 	r := runPipeline(t, everyone{"bob@example.org"}, nil, snd, ConsumerConfig{RetryDelay: 10 * time.Millisecond, BatchMaxDeliver: 3})
 	r.publishPost(t, "p1")
-	eventually(t, 10*time.Second, func() bool { return len(r.deadLetters(t)) == 1 }, "batch never dead-lettered")
+	testenv.Eventually(t, 10*time.Second, func() bool { return len(r.deadLetters(t)) == 1 }, "batch never dead-lettered")
 	h := r.deadLetters(t)[0].Header
 	if h.Get(headerStream) != DeliveriesStream || h.Get(headerReason) != reasonExhausted ||
 		h.Get(headerDeliveries) != "3" || !strings.Contains(h.Get(headerError), "item-not-found") {
@@ -398,7 +369,7 @@ func TestPipelineDeadLettersExhaustedBatch(t *testing.T) {
 	if n := len(snd.callTimes()); n != 3 {
 		t.Fatalf("%d attempts, want BatchMaxDeliver = 3", n)
 	}
-	eventually(t, 5*time.Second, func() bool { return r.streamMsgs(t, DeliveriesStream) == 0 }, "batch still queued")
+	testenv.Eventually(t, 5*time.Second, func() bool { return r.streamMsgs(t, DeliveriesStream) == 0 }, "batch still queued")
 	if got := r.counter(t, "starling_fanout_dead_letters_total", map[string]string{"reason": reasonExhausted}); got != 1 {
 		t.Errorf("dead letters counted %v", got)
 	}
@@ -412,7 +383,7 @@ func TestPipelineDeadLettersLastAttemptThatNeverAnswers(t *testing.T) {
 	r := runPipeline(t, everyone{"bob@example.org"}, nil, snd,
 		ConsumerConfig{AckWait: 300 * time.Millisecond, MaxHold: 300 * time.Millisecond, BatchMaxDeliver: 1, FirstWorkers: 2})
 	r.publishPost(t, "p1")
-	eventually(t, 10*time.Second, func() bool { return len(r.deadLetters(t)) == 1 }, "batch never dead-lettered")
+	testenv.Eventually(t, 10*time.Second, func() bool { return len(r.deadLetters(t)) == 1 }, "batch never dead-lettered")
 	h := r.deadLetters(t)[0].Header
 	if h.Get(headerReason) != reasonExhausted || h.Get(headerDeliveries) != "2" || !strings.Contains(h.Get(headerError), "AckWait") {
 		t.Fatalf("dead letter headers %v", h)
@@ -486,13 +457,13 @@ func TestPipelineAcksPostOnlyWhenEveryBatchIsStored(t *testing.T) {
 	r.publishPost(t, "p1")
 	// One page is in flight at a time (see Fanout.Fan): the first batch
 	// is published and not durable yet, so the post is held.
-	eventually(t, 10*time.Second, func() bool { return sink.count() == 1 }, "post not fanned out")
+	testenv.Eventually(t, 10*time.Second, func() bool { return sink.count() == 1 }, "post not fanned out")
 	info := r.consumerInfo(t, PostsStream, FanoutConsumer)
 	if info.NumAckPending != 1 || info.AckFloor.Stream != 0 {
 		t.Fatalf("post settled before its batches were stored: %d pending, ack floor %d", info.NumAckPending, info.AckFloor.Stream)
 	}
 	close(sink.open)
-	eventually(t, 5*time.Second, func() bool { return r.settled(t, PostsStream, FanoutConsumer) }, "post not acked once its batches were stored")
+	testenv.Eventually(t, 5*time.Second, func() bool { return r.settled(t, PostsStream, FanoutConsumer) }, "post not acked once its batches were stored")
 	if n := sink.count(); n != 3 {
 		t.Fatalf("%d batches published, want 3", n)
 	}
@@ -511,8 +482,8 @@ func TestPipelineRetriesPostWhoseBatchWasNotStored(t *testing.T) {
 	r.publishPost(t, "p1")
 	// The first round's second batch failed: the post comes back and is
 	// fanned out again (JetStream drops the duplicate batches by id).
-	eventually(t, 10*time.Second, func() bool { return sink.count() == 4 }, "post not retried; %d batches", sink.count())
-	eventually(t, 5*time.Second, func() bool {
+	testenv.Eventually(t, 10*time.Second, func() bool { return sink.count() == 4 }, "post not retried; %d batches", sink.count())
+	testenv.Eventually(t, 5*time.Second, func() bool {
 		info := r.consumerInfo(t, PostsStream, FanoutConsumer)
 		return info.NumAckPending == 0 && info.AckFloor.Stream == 1
 	}, "post not acked after the retry")
@@ -592,7 +563,7 @@ func TestPipelineShutdownReleasesMessages(t *testing.T) {
 	for i := range batches {
 		r.publishBatch(t, starling.Post{ID: fmt.Sprintf("p%d", i), Author: "alice", Text: "hi", CreatedAt: time.Now()}, 0, "bob@example.org")
 	}
-	eventually(t, 10*time.Second, func() bool {
+	testenv.Eventually(t, 10*time.Second, func() bool {
 		info := r.consumerInfo(t, DeliveriesStream, firstSenderConsumer)
 		return len(stuck.started()) == 2 && info != nil && info.NumAckPending >= 4
 	}, "want two batches stuck in their handlers and more fetched behind them")
@@ -611,7 +582,7 @@ func TestPipelineShutdownReleasesMessages(t *testing.T) {
 
 	snd := &sender{}
 	_, _ = r.start(t, everyone{}, nil, snd, nil, ConsumerConfig{FirstWorkers: 1})
-	eventually(t, 5*time.Second, func() bool { return len(snd.delivered()) >= batches },
+	testenv.Eventually(t, 5*time.Second, func() bool { return len(snd.delivered()) >= batches },
 		"the released batches did not come back at once (AckWait is 30 s); delivered %v", snd.delivered())
 	t.Logf("Run returned %s after cancel; the next pipeline had every batch %s after that", stopped.Round(time.Millisecond), time.Since(begin).Round(time.Millisecond)-stopped.Round(time.Millisecond))
 	got := snd.delivered()
@@ -619,7 +590,7 @@ func TestPipelineShutdownReleasesMessages(t *testing.T) {
 	if len(slices.Compact(got)) != batches {
 		t.Fatalf("delivered %v, want each of the %d batches once", snd.delivered(), batches)
 	}
-	eventually(t, 5*time.Second, func() bool { return r.streamMsgs(t, DeliveriesStream) == 0 }, "batches left in the work queue")
+	testenv.Eventually(t, 5*time.Second, func() bool { return r.streamMsgs(t, DeliveriesStream) == 0 }, "batches left in the work queue")
 }
 
 // TestPipelineShutdownAcksHandlerThatFinishes: a batch whose handler
@@ -630,7 +601,7 @@ func TestPipelineShutdownAcksHandlerThatFinishes(t *testing.T) {
 	slow := &held{release: release}
 	running, stop := r.start(t, everyone{}, nil, slow, nil, ConsumerConfig{FirstWorkers: 1, ShutdownGrace: 5 * time.Second})
 	r.publishBatch(t, starling.Post{ID: "p1", Author: "alice", Text: "hi", CreatedAt: time.Now()}, 0, "bob@example.org")
-	eventually(t, 10*time.Second, func() bool { return len(slow.started()) == 1 }, "batch never handled")
+	testenv.Eventually(t, 10*time.Second, func() bool { return len(slow.started()) == 1 }, "batch never handled")
 
 	stopped := make(chan error, 1)
 	go func() { stopped <- stop() }()
@@ -644,7 +615,7 @@ func TestPipelineShutdownAcksHandlerThatFinishes(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run did not return once its last handler finished")
 	}
-	eventually(t, 5*time.Second, func() bool { return r.streamMsgs(t, DeliveriesStream) == 0 },
+	testenv.Eventually(t, 5*time.Second, func() bool { return r.streamMsgs(t, DeliveriesStream) == 0 },
 		"the batch finished within the grace was not acknowledged")
 	if info := r.consumerInfo(t, DeliveriesStream, firstSenderConsumer); info.NumRedelivered != 0 || info.NumAckPending != 0 {
 		t.Fatalf("consumer after shutdown: %d redelivered, %d pending", info.NumRedelivered, info.NumAckPending)
@@ -712,7 +683,7 @@ func TestPipelineRecordsPostsItFansOut(t *testing.T) {
 	if _, err := pub.PublishPost(context.Background(), starling.Post{ID: "r1", Author: "alice", Retracts: "p1"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, func() bool { return len(snd.delivered()) == 2 }, "delivered %v", snd.delivered())
+	testenv.Eventually(t, 10*time.Second, func() bool { return len(snd.delivered()) == 2 }, "delivered %v", snd.delivered())
 	if got := rec.recorded(); !slices.Equal(got, []string{"p1"}) {
 		t.Errorf("recorded %v, want the post and not its retraction", got)
 	}
@@ -735,7 +706,7 @@ func TestPipelineKeepsSlowHandlersAlive(t *testing.T) {
 	}}
 	r := runPipeline(t, everyone{"bob@example.org"}, nil, snd, ConsumerConfig{AckWait: ackWait, FirstWorkers: 2})
 	r.publishPost(t, "p1")
-	eventually(t, 10*time.Second, func() bool {
+	testenv.Eventually(t, 10*time.Second, func() bool {
 		snd.mu.Lock()
 		defer snd.mu.Unlock()
 		return len(snd.got) == 1

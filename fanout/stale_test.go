@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"starling.dev/starling/internal/testenv"
+
 	"starling.dev/starling"
 )
 
@@ -32,7 +34,7 @@ func TestPipelineSkipsStaleDeliveries(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	eventually(t, 10*time.Second, func() bool {
+	testenv.Eventually(t, 10*time.Second, func() bool {
 		return r.counter(t, "starling_fanout_stale_batches_total", nil) == 3 && len(snd.delivered()) == 2 &&
 			r.counter(t, "starling_fanout_stale_posts_total", nil) == 1
 	}, "stale batches %v, stale posts %v, delivered %v", r.counter(t, "starling_fanout_stale_batches_total", nil),
@@ -52,7 +54,7 @@ func TestPipelineSkipsStaleDeliveries(t *testing.T) {
 	if n := strings.Count(logs, "post too old to deliver"); n != 2 || !strings.Contains(logs, "post=old") || !strings.Contains(logs, "post=late") {
 		t.Errorf("want one log line per stale post (old, late), got %d:\n%s", n, logs)
 	}
-	eventually(t, 5*time.Second, func() bool { return r.streamMsgs(t, DeliveriesStream) == 0 }, "stale batches not acknowledged")
+	testenv.Eventually(t, 5*time.Second, func() bool { return r.streamMsgs(t, DeliveriesStream) == 0 }, "stale batches not acknowledged")
 }
 
 func TestStaleLogForgetsInBulk(t *testing.T) {

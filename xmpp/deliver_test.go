@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"starling.dev/starling/internal/testenv"
+
 	"starling.dev/starling"
 	"starling.dev/starling/fanout"
 )
@@ -62,19 +64,6 @@ func waitReady(t testing.TB, c *Component) {
 	defer cancel()
 	if err := c.WaitReady(ctx); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// pollUntil polls cond until it holds, or fails the test after within.
-// (internal/testenv has the same helper, but it imports this package.)
-func pollUntil(t testing.TB, within time.Duration, cond func() bool, msg string) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", within, msg)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -258,7 +247,7 @@ func TestDeliverBatchRetriedAfterReconnect(t *testing.T) {
 	if err := result(t, deliverAsync(t, c, b), 10*time.Second); err == nil {
 		t.Fatal("DeliverBatch acknowledged a batch whose connection broke")
 	}
-	pollUntil(t, 5*time.Second, func() bool {
+	testenv.Eventually(t, 5*time.Second, func() bool {
 		return len(ep.connections()) >= 2 && c.Connected()
 	}, "the component did not reconnect")
 	if err := result(t, deliverAsync(t, c, b), 10*time.Second); err != nil {

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"starling.dev/starling/internal/testenv"
+
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
@@ -127,8 +129,8 @@ func TestHandlersNeverBlockDelivery(t *testing.T) {
 	for i := 1; i < sent; i++ {
 		conn.write(command(bob(i), "whois alice"))
 	}
-	pollUntil(t, 5*time.Second, func() bool { return busyCount(t, m) == refused }, "the overflow was not refused")
-	pollUntil(t, 5*time.Second, func() bool {
+	testenv.Eventually(t, 5*time.Second, func() bool { return busyCount(t, m) == refused }, "the overflow was not refused")
+	testenv.Eventually(t, 5*time.Second, func() bool {
 		got := conn.recipients()
 		return got[bob(sent-1)] == 1 && got[bob(sent-2)] == 1 && got[bob(sent-3)] == 1
 	}, "the refused commands were not answered while the store hung")
@@ -137,7 +139,7 @@ func TestHandlersNeverBlockDelivery(t *testing.T) {
 	}
 
 	close(store.open)
-	pollUntil(t, 5*time.Second, func() bool {
+	testenv.Eventually(t, 5*time.Second, func() bool {
 		got := conn.recipients()
 		for i := range sent {
 			if got[bob(i)] == 0 {
@@ -179,7 +181,7 @@ func TestUnusualSenderServed(t *testing.T) {
 	conn := ep.connections()[0]
 	const snowman = "☃@example.org/r"
 	conn.write(command(snowman, "follow alice"))
-	pollUntil(t, 5*time.Second, func() bool { return conn.recipients()[snowman] == 1 }, "the ☃ follower got no reply")
+	testenv.Eventually(t, 5*time.Second, func() bool { return conn.recipients()[snowman] == 1 }, "the ☃ follower got no reply")
 	store.mu.Lock()
 	defer store.mu.Unlock()
 	if !store.follows[[2]string{"alice", "☃@example.org"}] {

@@ -110,6 +110,15 @@ cluster {
 // module (tests do). Go's build cache makes it quick after the first time.
 func BuildNATSServer(t TB, dir string) string {
 	t.Helper()
+	GoBuild(t, dir, "github.com/nats-io/nats-server/v2")
+	return filepath.Join(dir, "nats-server")
+}
+
+// GoBuild builds the packages into dir (made if missing), each binary named
+// after its package's folder. It runs from the current folder, which must
+// lie inside the module (tests, the bench and make run all do).
+func GoBuild(t TB, dir string, pkgs ...string) {
+	t.Helper()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
@@ -117,12 +126,10 @@ func BuildNATSServer(t TB, dir string) string {
 	if err != nil {
 		goTool = "/usr/local/go/bin/go"
 	}
-	bin := filepath.Join(dir, "nats-server")
-	cmd := exec.Command(goTool, "build", "-o", bin, "github.com/nats-io/nats-server/v2")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("testenv: go build nats-server: %v\n%s", err, out)
+	args := append([]string{"build", "-o", dir + string(filepath.Separator)}, pkgs...)
+	if out, err := exec.Command(goTool, args...).CombinedOutput(); err != nil {
+		t.Fatalf("testenv: go build %v: %v\n%s", pkgs, err, out)
 	}
-	return bin
 }
 
 // URLs is every node's client URL, comma-separated, as STARLING_NATS_URL

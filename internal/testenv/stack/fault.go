@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -92,19 +91,8 @@ type NATSProcess struct {
 // the version the gateway embeds) into dir/bin and starts it.
 func startNATSProcess(t testenv.TB, dir string) *NATSProcess {
 	t.Helper()
-	bin := filepath.Join(dir, "bin")
-	if err := os.MkdirAll(bin, 0o755); err != nil {
-		t.Fatalf("testenv: %v", err)
-	}
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		goTool = "/usr/local/go/bin/go"
-	}
-	cmd := exec.Command(goTool, "build", "-o", filepath.Join(bin, "nats-server"), "github.com/nats-io/nats-server/v2")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("testenv: go build nats-server: %v\n%s", err, out)
-	}
-	n := &NATSProcess{Port: testenv.FreePort(t), Store: filepath.Join(dir, "jetstream"), bin: filepath.Join(bin, "nats-server"), dir: dir}
+	bin := testenv.BuildNATSServer(t, filepath.Join(dir, "bin"))
+	n := &NATSProcess{Port: testenv.FreePort(t), Store: filepath.Join(dir, "jetstream"), bin: bin, dir: dir}
 	n.URL = fmt.Sprintf("nats://%s", testenv.Addr(n.Port))
 	n.Start(t)
 	return n
