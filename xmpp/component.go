@@ -30,20 +30,24 @@ type Component struct {
 	// pingTo is Config.PingTo parsed: only its answers confirm a chunk.
 	pingTo jid.JID
 
-	mu    sync.Mutex // guards live and ready
-	live  *link
-	ready chan struct{} // closed while live != nil
+	relay Relay // nil: answers that are not ours are dropped
+
+	mu    sync.Mutex // guards live, turn, ready and gone
+	live  []*link
+	turn  int           // the last live link current chose
+	ready chan struct{} // closed while live is not empty
+	gone  chan struct{} // closed when live last became empty
 }
 
 var _ fanout.StanzaSender = (*Component)(nil)
 
 // New returns a component; call Run to connect it. metrics may be nil.
-func New(store Store, metrics *Metrics, log *slog.Logger, cfg Config) (*Component, error) {
+func New(store Store, metrics *Metrics, log *slog.Logger, cfg Config, opts ...Option) (*Component, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	return &Component{
+	c := &Component{
 		cfg:      cfg,
 		domain:   jid.MustParse(cfg.Domain),
 		store:    store,
@@ -57,5 +61,17 @@ func New(store Store, metrics *Metrics, log *slog.Logger, cfg Config) (*Componen
 		ready:    make(chan struct{}),
 		pingHead: renderPingHead(cfg.Domain, cfg.PingTo),
 		pingTo:   jid.MustParse(cfg.PingTo),
-	}, nil
+		gone:     closed(),
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	return c, nil
+}
+
+// closed returns a closed channel.
+func closed() chan struct{} {
+	ch := make(chan struct{})
+	close(ch)
+	return ch
 }

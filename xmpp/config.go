@@ -53,6 +53,11 @@ type Config struct {
 	// Payload is what each delivery carries (see Payload); zero means
 	// PayloadMinimal.
 	Payload Payload
+	// Connections is how many component connections to hold at once;
+	// zero means 1. More help a server that balances a component's
+	// stanzas over its connections (ejabberd); a server that allows one
+	// per component (Prosody) refuses the others, which then stand by.
+	Connections int
 }
 
 // defaults holds the value of every field whose zero value means a
@@ -68,6 +73,7 @@ var defaults = Config{
 	MaxFollowing: 1000,
 	QueueDelay:   20 * time.Millisecond,
 	Payload:      PayloadMinimal,
+	Connections:  1,
 }
 
 // Validate reports whether the configuration is usable.
@@ -89,7 +95,7 @@ func (c Config) Validate() error {
 	if c.MaxBackoff != 0 && c.MinBackoff > c.MaxBackoff {
 		return fmt.Errorf("xmpp: MinBackoff %s exceeds MaxBackoff %s", c.MinBackoff, c.MaxBackoff)
 	}
-	if c.ProbeRate < 0 || c.CommandRate < 0 || c.CommandBurst < 0 || c.MaxFollowing < 0 {
+	if c.ProbeRate < 0 || c.CommandRate < 0 || c.CommandBurst < 0 || c.MaxFollowing < 0 || c.Connections < 0 {
 		return errors.New("xmpp: rates and limits must not be negative")
 	}
 	if c.Payload != "" {
@@ -116,6 +122,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.MaxFollowing, defaults.MaxFollowing)
 	setDefault(&c.QueueDelay, defaults.QueueDelay)
 	setDefault(&c.Payload, defaults.Payload)
+	setDefault(&c.Connections, defaults.Connections)
 	return c
 }
 

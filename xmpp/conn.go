@@ -7,10 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
+	"sync"
 	"time"
 
 	"mellium.im/xmpp"
 	"mellium.im/xmpp/component"
+	"mellium.im/xmpp/stream"
 
 	"starling.dev/starling/fanout"
 )
@@ -41,27 +44,52 @@ type link struct {
 
 var _ fanout.LinkWatcher = (*Component)(nil)
 
-// Run connects and reconnects with backoff until ctx ends; then it closes the
-// stream politely and returns nil.
+// Run keeps Config.Connections connections up, each reconnecting with its
+// own backoff, until ctx ends; then it closes the streams politely and
+// returns nil.
 func (c *Component) Run(ctx context.Context) error {
 	// The handlers' workers (work.go) live as long as Run.
 	defer c.startWork(ctx)()
+	var wg sync.WaitGroup
+	for i := range c.cfg.Connections {
+		wg.Go(func() { c.keep(ctx, i) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// keep holds connection number i up until ctx ends. Against a server that
+// allows one connection per component (Prosody), the one that loses the
+// race keeps retrying, so it takes over within MaxBackoff when the holder
+// goes away, whichever replica the holder was.
+func (c *Component) keep(ctx context.Context, i int) {
 	backoff := c.cfg.MinBackoff
 	for {
 		start := time.Now()
 		err := c.session(ctx)
 		if ctx.Err() != nil {
-			return nil
+			return
 		}
 		if time.Since(start) > healthyLink {
 			backoff = c.cfg.MinBackoff
 		}
-		c.log.Warn("component link down; reconnecting", "addr", c.cfg.Addr, "err", err, "in", backoff)
+		if isConflict(err) {
+			c.log.Info("the server keeps another connection for this component; standing by", "addr", c.cfg.Addr, "connection", i, "retry_in", backoff)
+		} else {
+			c.log.Warn("component link down; reconnecting", "addr", c.cfg.Addr, "connection", i, "err", err, "in", backoff)
+		}
 		if !sleep(ctx, backoff) {
-			return nil
+			return
 		}
 		backoff = min(2*backoff, c.cfg.MaxBackoff)
 	}
+}
+
+// isConflict reports whether err is the server refusing a connection
+// because another one holds the component (Prosody's default).
+func isConflict(err error) bool {
+	var se stream.Error
+	return errors.As(err, &se) && se.Err == "conflict"
 }
 
 // sleep waits for d and reports whether ctx is still live.
@@ -137,34 +165,45 @@ func (c *Component) probe(ctx context.Context, l *link) (stop func()) {
 	}
 }
 
-// up publishes l as the live connection.
+// up adds l to the live connections.
 func (c *Component) up(l *link) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.live = l
-	close(c.ready)
-	c.metrics.up(true)
+	c.live = append(c.live, l)
+	if len(c.live) == 1 {
+		close(c.ready)
+		c.gone = make(chan struct{})
+	}
+	c.metrics.up(len(c.live))
 }
 
-// down withdraws l, if it is still the live connection, tells LinkUp's
-// callers it is gone, and fails every ping waiting for an answer on it:
-// those answers will never come. It is called once per link.
+// down withdraws l from the live connections, tells LinkUp's callers when
+// it was the last, and fails every ping written on it: those answers will
+// never come. It is called once per link.
 func (c *Component) down(l *link) {
 	c.mu.Lock()
-	if c.live == l {
-		c.live = nil
-		c.ready = make(chan struct{})
-		c.metrics.up(false)
+	if i := slices.Index(c.live, l); i >= 0 {
+		c.live = slices.Delete(c.live, i, i+1)
+		if len(c.live) == 0 {
+			c.ready = make(chan struct{})
+			close(c.gone)
+		}
+		c.metrics.down(len(c.live))
 	}
 	c.mu.Unlock()
 	close(l.gone)
-	c.pings.failAll(errNotConnected)
+	c.pings.failLink(l, errNotConnected)
 }
 
+// current returns a live connection, taking them in turn, or nil.
 func (c *Component) current() *link {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.live
+	if len(c.live) == 0 {
+		return nil
+	}
+	c.turn++
+	return c.live[c.turn%len(c.live)]
 }
 
 // WaitReady blocks until a connection is up or ctx ends.
@@ -181,22 +220,32 @@ func (c *Component) WaitReady(ctx context.Context) error {
 }
 
 // LinkUp blocks until a connection is up or ctx ends, and returns a
-// channel closed when that connection goes down (fanout.LinkWatcher: the
+// channel closed when no connection is left (fanout.LinkWatcher: the
 // pipeline pulls deliveries only while a link is up).
 func (c *Component) LinkUp(ctx context.Context) (<-chan struct{}, error) {
 	for {
 		if err := c.WaitReady(ctx); err != nil {
 			return nil, err
 		}
-		if l := c.current(); l != nil {
-			return l.gone, nil
+		c.mu.Lock()
+		up, gone := len(c.live) > 0, c.gone
+		c.mu.Unlock()
+		if up {
+			return gone, nil
 		}
 		// Gone between the two looks: wait for the next one.
 	}
 }
 
 // Connected reports whether a connection is up (for readiness checks).
-func (c *Component) Connected() bool { return c.current() != nil }
+func (c *Component) Connected() bool { return c.Links() > 0 }
+
+// Links is how many connections are up.
+func (c *Component) Links() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.live)
+}
 
 // writeRaw writes pre-rendered stanzas.
 func (c *Component) writeRaw(l *link, b []byte) error {

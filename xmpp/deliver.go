@@ -142,7 +142,7 @@ func (o *outgoing) writeChunk(ctx context.Context, part fanout.Batch) error {
 	if o.confirmed != nil {
 		chunk = o.confirmed.add(n)
 	}
-	id := o.c.pings.add(func(err error) { o.answered(chunk, n, err) })
+	id := o.c.pings.add(o.l, func(err error) { o.answered(chunk, n, err) })
 	o.pings = append(o.pings, id)
 	err := o.c.locked(o.l, func(w *bufio.Writer) error { return o.writeStanzas(w, part, id) })
 	if err != nil {

@@ -32,7 +32,7 @@ func (deliverStore) ProbeTargets(context.Context, uint64, int) ([][2]string, uin
 
 // startComponent runs a component against ep until the test ends and waits
 // until it is connected. configure, if not nil, adjusts its Config.
-func startComponent(t testing.TB, ep *endpoint, configure func(*Config)) *Component {
+func startComponent(t testing.TB, ep *endpoint, configure func(*Config), opts ...Option) *Component {
 	t.Helper()
 	cfg := Config{
 		Domain: testDomain, Addr: ep.addr(), Secret: testSecret,
@@ -41,7 +41,7 @@ func startComponent(t testing.TB, ep *endpoint, configure func(*Config)) *Compon
 	if configure != nil {
 		configure(&cfg)
 	}
-	c, err := New(deliverStore{}, nil, slog.New(slog.DiscardHandler), cfg)
+	c, err := New(deliverStore{}, nil, slog.New(slog.DiscardHandler), cfg, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +304,7 @@ func TestPingIDsAreUnpredictable(t *testing.T) {
 	p := newPings()
 	seen := map[string]bool{}
 	for range 1000 {
-		id := p.add(func(error) {})
+		id := p.add(nil, func(error) {})
 		if len(id) != len(pingPrefix)+2*pingIDBytes || seen[id] {
 			t.Fatalf("ping id %q: wrong length or repeated", id)
 		}

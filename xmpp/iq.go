@@ -68,9 +68,10 @@ func (c *Component) handleIQ(t xmlstream.TokenReadEncoder, start *xml.StartEleme
 	case stanza.ResultIQ, stanza.ErrorIQ:
 		// Any answer, even an error, proves the server has routed
 		// everything written before the ping; but only the server's own
-		// answer does: anyone can send us a result.
+		// answer does: anyone can send us a result. It may be another
+		// replica's (see Relay).
 		if strings.HasPrefix(in.ID, pingPrefix) && c.fromPingTarget(in.From) {
-			c.pings.resolve(in.ID, nil)
+			c.answered(in.ID)
 		}
 		return nil
 	case stanza.GetIQ, stanza.SetIQ:

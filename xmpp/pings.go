@@ -11,26 +11,35 @@ const pingPrefix = "stl-ping-"
 
 // pingIDBytes is how many random bytes follow the prefix. An answer confirms
 // a chunk, so an id must not be guessable by anyone who might forge one, nor
-// repeat across the replicas that share a component domain.
+// repeat across the replicas that share a component domain: an answer may
+// reach another replica's connection and come back through the Relay.
 const pingIDBytes = 16
 
 // pings tracks delivery pings waiting for the server's answer.
 type pings struct {
 	mu      sync.Mutex
-	waiting map[string]func(error)
+	waiting map[string]pending
 }
 
-func newPings() *pings { return &pings{waiting: make(map[string]func(error))} }
+// pending is one ping: the link it was written on and what to call with
+// its outcome.
+type pending struct {
+	l    *link
+	done func(error)
+}
 
-// add registers a new ping and returns its id; done is called once, with
-// nil when the server answers it or the reason it never will.
-func (p *pings) add(done func(error)) string {
+func newPings() *pings { return &pings{waiting: make(map[string]pending)} }
+
+// add registers a new ping to be written on l and returns its id; done is
+// called once, with nil when the server answers it or the reason it never
+// will.
+func (p *pings) add(l *link, done func(error)) string {
 	var b [pingIDBytes]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
 	id := pingPrefix + hex.EncodeToString(b[:])
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.waiting[id] = done
+	p.waiting[id] = pending{l: l, done: done}
 	return id
 }
 
@@ -38,22 +47,28 @@ func (p *pings) add(done func(error)) string {
 // waiting.
 func (p *pings) resolve(id string, err error) bool {
 	p.mu.Lock()
-	done, ok := p.waiting[id]
+	w, ok := p.waiting[id]
 	delete(p.waiting, id)
 	p.mu.Unlock()
 	if ok {
-		done(err)
+		w.done(err)
 	}
 	return ok
 }
 
-// failAll resolves every waiting ping with err (the connection is gone).
-func (p *pings) failAll(err error) {
+// failLink resolves with err every ping written on l (the link is gone, so
+// their answers will never come).
+func (p *pings) failLink(l *link, err error) {
+	var failed []func(error)
 	p.mu.Lock()
-	waiting := p.waiting
-	p.waiting = make(map[string]func(error))
+	for id, w := range p.waiting {
+		if w.l == l {
+			failed = append(failed, w.done)
+			delete(p.waiting, id)
+		}
+	}
 	p.mu.Unlock()
-	for _, done := range waiting {
+	for _, done := range failed {
 		done(err)
 	}
 }

@@ -146,3 +146,19 @@ func tcpUp(addr string) bool {
 	c.Close()
 	return true
 }
+
+// StartStandbyGateway runs one more gateway, connected to xmppAddr, and
+// returns once its /readyz answers 200, its component connected or not:
+// against a server that allows one connection per component (Prosody) a
+// second replica stands by until the holder goes.
+func (s *Stack) StartStandbyGateway(t testenv.TB, xmppAddr string) *Gateway {
+	t.Helper()
+	env := s.env("gateway", xmppAddr, s.listenAddr(t, 0))
+	start := time.Now()
+	svc := s.run(t, "gateway", env, env["STARLING_METRICS_ADDR"])
+	s.waitReady(t, svc, false, 30*time.Second)
+	return &Gateway{Ops: svc.url, Ready: time.Since(start), svc: svc}
+}
+
+// Connected asks gateway g's /readyz whether its component is connected.
+func (s *Stack) Connected(g *Gateway) bool { return ready(s.http, g.Ops, true) }
