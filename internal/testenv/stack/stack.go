@@ -55,7 +55,12 @@ type Options struct {
 	// means a temporary folder.
 	Dir   string
 	Redis testenv.RedisOptions
-	NATS  testenv.NATSOptions
+	// RedisCluster, when set, is the Redis of the gateway, the API and the
+	// stack's own helpers (Graph, ClusterRDB), given as seed nodes with
+	// STARLING_REDIS_CLUSTER=true; the stack then starts no redis-server of
+	// its own (Redis and RDB stay nil) and Redis options are ignored.
+	RedisCluster *testenv.RedisCluster
+	NATS         testenv.NATSOptions
 	// ExternalNATS runs nats-server as a separate process (built from the
 	// module's nats-server), restartable by Stack.NATSProc, instead of in
 	// this process; NATS options are then ignored.
@@ -78,6 +83,8 @@ type Stack struct {
 	NATSProc *NATSProcess
 	JS       jetstream.JetStream
 	RDB      *redis.Client
+	// ClusterRDB is a client of Options.RedisCluster, in place of RDB.
+	ClusterRDB *redis.ClusterClient
 	// Graph is the social graph the gateway reads (see newGraph).
 	Graph      *subscribers.RedisStore
 	Sinks      map[string]*testenv.Sink
@@ -124,9 +131,14 @@ func StartStack(t testenv.TB, o Options) *Stack {
 		s.bin = buildBinaries(t, s.dir(t))
 	}
 
-	s.Redis = testenv.StartRedisWith(t, o.Redis)
-	s.RDB = s.Redis.Client(t)
-	s.Graph = newGraph(s.RDB, s.Prefix)
+	if o.RedisCluster != nil {
+		s.ClusterRDB = o.RedisCluster.Client(t)
+		s.Graph = newGraph(s.ClusterRDB, s.Prefix)
+	} else {
+		s.Redis = testenv.StartRedisWith(t, o.Redis)
+		s.RDB = s.Redis.Client(t)
+		s.Graph = newGraph(s.RDB, s.Prefix)
+	}
 	if s.XMPP = o.XMPP; s.XMPP == nil {
 		s.XMPP = testenv.StartProsody(t, append([]testenv.ServerOption{testenv.WithComponents(o.Sinks...)}, o.ProsodyOptions...)...)
 	}
@@ -176,8 +188,13 @@ func (s *Stack) dir(t testenv.TB) string {
 // env is the configuration of one process, as STARLING_* variables.
 func (s *Stack) env(role, xmppAddr, listen string) map[string]string {
 	env := map[string]string{
-		"STARLING_REDIS_URL": s.Redis.URL, "STARLING_REDIS_PREFIX": s.Prefix, "STARLING_NATS_URL": s.NATS.URL,
+		"STARLING_REDIS_PREFIX": s.Prefix, "STARLING_NATS_URL": s.NATS.URL,
 		"STARLING_XMPP_DOMAIN": s.Server.ComponentDomain, "STARLING_LOG_LEVEL": s.opts.LogLevel,
+	}
+	if rc := s.opts.RedisCluster; rc != nil {
+		env["STARLING_REDIS_URL"], env["STARLING_REDIS_CLUSTER"] = rc.URL, "true"
+	} else {
+		env["STARLING_REDIS_URL"] = s.Redis.URL
 	}
 	switch role {
 	case "gateway":
@@ -252,9 +269,12 @@ func (s *Stack) RestartGateway(t testenv.TB) {
 // stops on its own (redis, prosody, gateway or api), and returns its name:
 // make run then stops the rest.
 func (s *Stack) Wait(ctx context.Context) string {
-	var gw, xmpp <-chan struct{}
+	var gw, xmpp, rdb <-chan struct{}
 	if s.Gateway != nil {
 		gw = s.Gateway.svc.exited
+	}
+	if s.Redis != nil {
+		rdb = s.Redis.Exited()
 	}
 	if p, ok := s.XMPP.(*testenv.Prosody); ok {
 		xmpp = p.Exited()
@@ -262,7 +282,7 @@ func (s *Stack) Wait(ctx context.Context) string {
 	select {
 	case <-ctx.Done():
 		return ""
-	case <-s.Redis.Exited():
+	case <-rdb:
 		return "redis"
 	case <-xmpp:
 		return s.Server.Name
