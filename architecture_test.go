@@ -146,6 +146,7 @@ func TestRedisKeyTable(t *testing.T) {
 		"d:{<user>}:<key>":       l.IdempotencyDone("<user>", "<key>"),
 		"x:{<user>}:<post id>":   l.Retraction("<user>", "<post id>"),
 		"f:{<user>}":             l.Followers("<user>"),
+		"f:{<user>#<k>}":         strings.Replace(l.FollowerShard("<user>", 7), "#7}", "#<k>}", 1),
 		"fp:{<user>}:<post id>":  l.FanoutProgress("<user>", "<post id>"),
 		"fs:{<user>}:<post id>":  l.Sending("<user>", "<post id>"),
 		"bp:{<user>}:<batch id>": l.BatchProgress("<user>", "<batch id>"),
@@ -154,6 +155,7 @@ func TestRedisKeyTable(t *testing.T) {
 		"o:{<jid>}":              l.Resources("<jid>"),
 		"pg":                     l.ProbeGrants(),
 		"pl":                     l.ProbeLease(),
+		"cfg":                    l.Settings(),
 	}
 	for _, f := range rediskeys.Families {
 		got, ok := built[f.Pattern]
@@ -167,7 +169,7 @@ func TestRedisKeyTable(t *testing.T) {
 	}
 	// Every key an author or follower owns carries a hash tag, so Cluster
 	// keeps the family's scripts on one slot.
-	tagged := regexp.MustCompile(`\{<(user|jid)>\}`)
+	tagged := regexp.MustCompile(`\{<(user|jid)>(#<k>)?\}`)
 	for _, f := range rediskeys.Families {
 		if strings.Contains(f.Pattern, "{") && !tagged.MatchString(f.Pattern) {
 			t.Errorf("family %s: braces that are not a hash tag", f.Pattern)

@@ -11,5 +11,8 @@
 // A follower's keys share the hash tag {<jid>} and an author's follower set
 // the tag {<username>}, so each script runs on one Redis Cluster slot; a
 // follow touches f:{alice} and g:<jid>, which live on different slots and
-// are written with one pipeline, not a transaction.
+// are written with one pipeline, not a transaction. With several follower
+// shards (WithFollowerShards) an author's followers are several sets,
+// f:{<user>} and f:{<user>#<k>}, each in a slot of its own, read together
+// into the pages one set would give (shards.go).
 package subscribers

@@ -19,9 +19,12 @@ var _ fanout.FollowerPager = (*RedisStore)(nil)
 // Follow makes the bare JID follow author. It reports whether the relation is
 // new. The caller checks that the author exists.
 func (s *RedisStore) Follow(ctx context.Context, author, jid string) (bool, error) {
+	if err := s.shardsChecked(ctx); err != nil {
+		return false, err
+	}
 	var added *redis.IntCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		added = p.ZAddNX(ctx, s.keys.Followers(author), redis.Z{Member: jid})
+		added = p.ZAddNX(ctx, s.followersKey(author, jid), redis.Z{Member: jid})
 		p.HSet(ctx, s.keys.Following(jid), author, followingMark)
 		return nil
 	})
@@ -33,9 +36,12 @@ func (s *RedisStore) Follow(ctx context.Context, author, jid string) (bool, erro
 
 // Unfollow ends the relation. It reports whether there was one.
 func (s *RedisStore) Unfollow(ctx context.Context, author, jid string) (bool, error) {
+	if err := s.shardsChecked(ctx); err != nil {
+		return false, err
+	}
 	var removed *redis.IntCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		removed = p.ZRem(ctx, s.keys.Followers(author), jid)
+		removed = p.ZRem(ctx, s.followersKey(author, jid), jid)
 		p.HDel(ctx, s.keys.Following(jid), author)
 		return nil
 	})
@@ -68,10 +74,19 @@ func (s *RedisStore) Following(ctx context.Context, jid string) ([]string, error
 // not recently unreachable. last is the last JID the page covered, passed
 // or not. Each round trip is one pipeline holding the current page's states
 // and the next page's ZRANGE, so a walk of P pages costs P+1 round trips.
-// The slice passed to page is reused after it returns.
+// With several follower shards the pages are the same; the ZRANGEs are
+// those of the shards running short, a page's worth each, and once in a
+// long while a page needs a round trip more (shardPages). The slice passed
+// to page is reused after it returns.
 func (s *RedisStore) WalkFollowers(ctx context.Context, author, after string, count int, all bool, page func(jids []string, last string) error) error {
-	key := s.keys.Followers(author)
-	keys, err := s.followersAfter(ctx, s.rdb, key, after, count).Result()
+	if err := s.shardsChecked(ctx); err != nil {
+		return err
+	}
+	pages := s.pages(author, count, true)
+	if err := pages.start(ctx, after); err != nil {
+		return fmt.Errorf("subscribers: followers of %s: %w", author, err)
+	}
+	keys, more, err := pages.next(ctx)
 	if err != nil {
 		return fmt.Errorf("subscribers: followers of %s: %w", author, err)
 	}
@@ -79,8 +94,6 @@ func (s *RedisStore) WalkFollowers(ctx context.Context, author, after string, co
 	var filtered []string
 	for len(keys) > 0 {
 		last := keys[len(keys)-1]
-		more := len(keys) >= count
-		var next *redis.StringSliceCmd
 		states = states[:0]
 		if !all || more {
 			_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -90,7 +103,7 @@ func (s *RedisStore) WalkFollowers(ctx context.Context, author, after string, co
 					}
 				}
 				if more {
-					next = s.followersAfter(ctx, p, key, last, count)
+					pages.queue(ctx, p, last)
 				}
 				return nil
 			})
@@ -112,10 +125,12 @@ func (s *RedisStore) WalkFollowers(ctx context.Context, author, after string, co
 		if err := page(deliver, last); err != nil {
 			return err
 		}
-		if next == nil {
+		if !more {
 			return nil
 		}
-		keys = next.Val()
+		if keys, more, err = pages.next(ctx); err != nil {
+			return fmt.Errorf("subscribers: followers of %s: %w", author, err)
+		}
 	}
 	return nil
 }
@@ -123,11 +138,7 @@ func (s *RedisStore) WalkFollowers(ctx context.Context, author, after string, co
 // followersAfter is the ZRANGE of up to count followers after the JID
 // after ("" for the first).
 func (s *RedisStore) followersAfter(ctx context.Context, c redis.Cmdable, key, after string, count int) *redis.StringSliceCmd {
-	start := "-"
-	if after != "" {
-		start = "(" + after
-	}
-	return c.ZRangeArgs(ctx, redis.ZRangeArgs{Key: key, Start: start, Stop: "+", ByLex: true, Count: int64(count)})
+	return c.ZRangeArgs(ctx, redis.ZRangeArgs{Key: key, Start: lexAfter(after), Stop: "+", ByLex: true, Count: int64(count)})
 }
 
 // FollowerPage returns one page of up to count of an author's followers,
@@ -137,6 +148,9 @@ func (s *RedisStore) followersAfter(ctx context.Context, c redis.Cmdable, key, a
 // while the set changes and across Redis restarts. It serves the API's
 // follower listing; deliveries use WalkFollowers.
 func (s *RedisStore) FollowerPage(ctx context.Context, author, cursor string, count int, buf []string) ([]string, string, error) {
+	if err := s.shardsChecked(ctx); err != nil {
+		return buf, "", err
+	}
 	after, err := base64.RawURLEncoding.DecodeString(cursor)
 	if err == nil && cursor != "" && !strings.Contains(string(after), "@") {
 		err = errors.New("not a follower JID")
@@ -144,12 +158,18 @@ func (s *RedisStore) FollowerPage(ctx context.Context, author, cursor string, co
 	if err != nil {
 		return buf, "", cursorError{err}
 	}
-	keys, err := s.followersAfter(ctx, s.rdb, s.keys.Followers(author), string(after), count).Result()
+	pages := s.pages(author, count, false)
+	err = pages.start(ctx, string(after))
+	var keys []string
+	more := false
+	if err == nil {
+		keys, more, err = pages.next(ctx)
+	}
 	if err != nil {
 		return buf, "", fmt.Errorf("subscribers: followers of %s: %w", author, err)
 	}
 	next := ""
-	if len(keys) >= count && len(keys) > 0 {
+	if more {
 		next = base64.RawURLEncoding.EncodeToString([]byte(keys[len(keys)-1]))
 	}
 	return append(buf, keys...), next, nil

@@ -12,6 +12,7 @@ import (
 
 	"starling.dev/starling/fanout"
 	"starling.dev/starling/httpapi"
+	"starling.dev/starling/subscribers"
 )
 
 // APIHooks lets a caller observe the API process; every field may be nil.
@@ -35,14 +36,15 @@ func RunAPI(ctx context.Context, cfg API, log *slog.Logger, hooks APIHooks) erro
 		return err
 	}
 	defer in.close() // last: nothing uses NATS or Redis any more
-	h, err := apiHandler(cfg, in, log)
+	hub := httpapi.NewHub(httpapi.HubConfig{MaxClients: cfg.SSEMaxClients, MaxPerIP: cfg.SSEMaxPerIP})
+	h, err := apiHandler(ctx, cfg, in, hub, log)
 	if err != nil {
 		return err
 	}
 	if cfg.AdminToken == "" {
 		log.Warn("STARLING_ADMIN_TOKEN is unset: admin endpoints are disabled")
 	}
-	err = serveAPI(ctx, cfg, in, h, log, hooks)
+	err = serveAPI(ctx, cfg, in, h, hub, log, hooks)
 	log.Info("api stopped")
 	return err
 }
@@ -53,9 +55,12 @@ func (c API) infraConfig() infraConfig {
 }
 
 // apiHandler builds the stores and the HTTP API over them.
-func apiHandler(cfg API, in *infra, log *slog.Logger) (http.Handler, error) {
-	st, err := openStores(in.rdb, cfg.RedisPrefix, cfg.PostHistory)
+func apiHandler(ctx context.Context, cfg API, in *infra, hub *httpapi.Hub, log *slog.Logger) (http.Handler, error) {
+	st, err := openStores(in.rdb, cfg.RedisPrefix, cfg.PostHistory, subscribers.WithFollowerShards(cfg.FollowerShards), subscribers.WithShardCheck())
 	if err != nil {
+		return nil, err
+	}
+	if err := checkStores(ctx, st, cfg.FollowerShards, log); err != nil {
 		return nil, err
 	}
 	reg := newRegistry()
@@ -72,13 +77,15 @@ func apiHandler(cfg API, in *infra, log *slog.Logger) (http.Handler, error) {
 			TokenPerSecond: cfg.RateToken, TokenBurst: cfg.RateTokenBurst,
 		},
 		TrustedProxies: cfg.TrustedProxies,
+		Hub:            hub,
+		PublicURL:      cfg.PublicURL,
 	})
 }
 
 // serveAPI serves h until ctx ends or the listener fails, and meanwhile
-// makes sure the JetStream streams exist. It returns once both have
-// stopped.
-func serveAPI(ctx context.Context, cfg API, in *infra, h http.Handler, log *slog.Logger, hooks APIHooks) error {
+// makes sure the JetStream streams exist and feeds the hub of live pages
+// from the stream of posts. It returns once all have stopped.
+func serveAPI(ctx context.Context, cfg API, in *infra, h http.Handler, hub *httpapi.Hub, log *slog.Logger, hooks APIHooks) error {
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("http listener: %w", err)
@@ -99,6 +106,11 @@ func serveAPI(ctx context.Context, cfg API, in *infra, h http.Handler, log *slog
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return serveHTTP(gctx, srv, ln, apiGrace) })
+	// Ends with gctx and then closes the hub, which ends the event streams
+	// that the server's shutdown would otherwise wait for.
+	g.Go(func() error {
+		return hub.Follow(gctx, in.js, httpapi.FollowConfig{Stream: fanout.PostsStream, Logger: log})
+	})
 	g.Go(func() error {
 		// The streams usually exist (the gateway makes them too); while
 		// NATS is not up, publishing answers 503 and this retries.

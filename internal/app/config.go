@@ -14,6 +14,8 @@ import (
 	"starling.dev/starling/accounts"
 	"starling.dev/starling/fanout"
 	"starling.dev/starling/httpapi"
+	"starling.dev/starling/subscribers"
+	"starling.dev/starling/web"
 	"starling.dev/starling/xmpp"
 )
 
@@ -33,6 +35,11 @@ type Common struct {
 	// NATSReplicas is how many replicas the streams get when this process
 	// creates them (3 on a 3-node JetStream cluster).
 	NATSReplicas int
+	// FollowerShards is how many sorted sets, each in a Redis Cluster slot
+	// of its own, every author's followers are spread over
+	// (subscribers.WithFollowerShards). It is fixed once data exists: both
+	// processes check it against the count recorded in Redis at start.
+	FollowerShards int
 
 	Domain      string
 	MetricsAddr string
@@ -62,6 +69,9 @@ type Gateway struct {
 	MaxFollowing     int
 	// Payload is the delivery profile, "minimal" or "atom" (xmpp.Payload).
 	Payload string
+	// XMPPConnections is how many component connections the gateway holds
+	// (xmpp.Config.Connections).
+	XMPPConnections int
 	// DeliveryMaxLag is the age past which a post is no longer delivered
 	// (fanout.ConsumerConfig.MaxLag); zero turns the limit off.
 	DeliveryMaxLag time.Duration
@@ -80,6 +90,12 @@ type API struct {
 	// TrustedProxies are the peers whose X-Forwarded-For is believed
 	// (httpapi.Config.TrustedProxies); none by default.
 	TrustedProxies []netip.Prefix
+	// SSEMaxClients and SSEMaxPerIP bound the event stream clients of the
+	// process and of one client address (httpapi.HubConfig).
+	SSEMaxClients, SSEMaxPerIP int
+	// PublicURL is where the web pages are reached (web.Config.PublicURL);
+	// empty means the request's host.
+	PublicURL string
 }
 
 // Env looks a variable up, like os.LookupEnv.
@@ -164,6 +180,7 @@ func (b *binder) common(c *Common, natsDefault, metricsDefault string) {
 	b.str(&c.RedisPrefix, "redis-prefix", "STARLING_REDIS_PREFIX", "starling:", "Redis key prefix")
 	b.boolean(&c.RedisCluster, "redis-cluster", "STARLING_REDIS_CLUSTER", false, "Redis Cluster: STARLING_REDIS_URL lists seed nodes as redis://h1:p1?addr=h2:p2&addr=h3:p3")
 	b.str(&c.NATSURL, "nats-url", "STARLING_NATS_URL", natsDefault, "NATS URL; several servers of a cluster comma-separated")
+	b.integer(&c.FollowerShards, "follower-shards", "STARLING_FOLLOWER_SHARDS", 1, "sorted sets each author's followers are spread over, each in a Redis Cluster slot of its own; fixed once data exists")
 	b.integer(&c.NATSReplicas, "nats-replicas", "STARLING_NATS_REPLICAS", 1, "replicas of the JetStream streams this process creates (3 on a 3-node cluster)")
 	b.secret(&c.NATSToken, "STARLING_NATS_TOKEN")
 	b.str(&c.Domain, "xmpp-domain", "STARLING_XMPP_DOMAIN", "", "the component's XMPP domain")
@@ -181,6 +198,9 @@ func (c Common) validate() []error {
 	var errs []error
 	if c.PostHistory < 1 {
 		errs = append(errs, errors.New("STARLING_POST_HISTORY must be at least 1"))
+	}
+	if c.FollowerShards < 1 || c.FollowerShards > subscribers.MaxFollowerShards {
+		errs = append(errs, fmt.Errorf("STARLING_FOLLOWER_SHARDS must be 1 to %d", subscribers.MaxFollowerShards))
 	}
 	badReplicas := c.NATSReplicas < 1 || c.NATSReplicas > fanout.MaxReplicas
 	if badReplicas {
@@ -231,6 +251,7 @@ func ParseGateway(args []string, env Env) (Gateway, error) {
 	b.integer(&c.CommandBurst, "command-burst", "STARLING_COMMAND_BURST", 10, "IM commands one JID may send at once")
 	b.integer(&c.MaxFollowing, "max-following", "STARLING_MAX_FOLLOWING", 1000, "most authors one JID may follow")
 	b.str(&c.Payload, "payload", "STARLING_PAYLOAD", string(xmpp.PayloadMinimal), "what a delivery carries: minimal (body and origin-id, what clients show) or atom (adds the Atom entry, for machine consumers)")
+	b.integer(&c.XMPPConnections, "xmpp-connections", "STARLING_XMPP_CONNECTIONS", 1, "component connections to hold: more where the server balances them (ejabberd); Prosody allows one, and the others stand by")
 	b.duration(&c.DeliveryMaxLag, "delivery-max-lag", "STARLING_DELIVERY_MAX_LAG", fanout.DefaultMaxLag, "age past which a post is no longer delivered (counted and logged); 0 turns the limit off")
 	b.secret(&c.XMPPSecret, "STARLING_XMPP_SECRET")
 	if err := fs.Parse(args); err != nil {
@@ -241,6 +262,10 @@ func ParseGateway(args []string, env Env) (Gateway, error) {
 	}
 	return c, c.Validate()
 }
+
+// maxXMPPConnections bounds STARLING_XMPP_CONNECTIONS: each connection is a
+// process on the server's side too.
+const maxXMPPConnections = 16
 
 // Validate reports missing or malformed settings.
 func (c Gateway) Validate() error {
@@ -253,6 +278,9 @@ func (c Gateway) Validate() error {
 	}
 	if c.ProbeRate <= 0 || c.CommandRate <= 0 || c.CommandBurst < 1 || c.MaxFollowing < 1 {
 		errs = append(errs, errors.New("probe rate, command rate and burst, and max following must be positive"))
+	}
+	if c.XMPPConnections < 1 || c.XMPPConnections > maxXMPPConnections {
+		errs = append(errs, fmt.Errorf("STARLING_XMPP_CONNECTIONS must be between 1 and %d", maxXMPPConnections))
 	}
 	if c.DeliveryMaxLag < 0 {
 		errs = append(errs, errors.New("STARLING_DELIVERY_MAX_LAG must not be negative"))
@@ -282,6 +310,9 @@ func ParseAPI(args []string, env Env) (API, error) {
 	b.integer(&c.RateTokenBurst, "rate-token-burst", "STARLING_RATE_TOKEN_BURST", httpapi.DefaultTokenBurst, "requests one bearer token may make at once")
 	var proxies string
 	b.str(&proxies, "trusted-proxies", "STARLING_TRUSTED_PROXIES", "", "comma-separated CIDRs of the reverse proxies whose X-Forwarded-For is believed")
+	b.integer(&c.SSEMaxClients, "sse-max-clients", "STARLING_SSE_MAX_CLIENTS", httpapi.DefaultSSEMaxClients, "event stream (Server-Sent Events) clients this process serves at once")
+	b.integer(&c.SSEMaxPerIP, "sse-max-per-ip", "STARLING_SSE_MAX_PER_IP", httpapi.DefaultSSEMaxPerIP, "event stream clients one client address may hold at once")
+	b.str(&c.PublicURL, "public-url", "STARLING_PUBLIC_URL", "", "address the web pages are reached at, e.g. https://microblog.example.org, for absolute links in feeds and link previews; empty: the request's host")
 	b.secret(&c.AdminToken, "STARLING_ADMIN_TOKEN")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -304,6 +335,14 @@ func (c API) Validate() error {
 	}
 	if c.MaxPostChars < 1 {
 		errs = append(errs, errors.New("STARLING_MAX_POST_CHARS must be at least 1"))
+	}
+	if c.SSEMaxClients < 1 || c.SSEMaxPerIP < 1 {
+		errs = append(errs, errors.New("STARLING_SSE_MAX_CLIENTS and STARLING_SSE_MAX_PER_IP must be at least 1"))
+	}
+	if c.PublicURL != "" {
+		if err := web.CheckPublicURL(c.PublicURL); err != nil {
+			errs = append(errs, fmt.Errorf("STARLING_PUBLIC_URL: %w", err))
+		}
 	}
 	if c.RateIP < 0 || c.RateToken < 0 || c.RateIPBurst < 1 || c.RateTokenBurst < 1 {
 		errs = append(errs, errors.New("STARLING_RATE_* must not be negative, and bursts at least 1"))

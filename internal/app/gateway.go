@@ -15,6 +15,8 @@ import (
 
 	"starling.dev/starling/fanout"
 	"starling.dev/starling/internal/health"
+	"starling.dev/starling/internal/pingrelay"
+	"starling.dev/starling/subscribers"
 	"starling.dev/starling/xmpp"
 )
 
@@ -41,7 +43,7 @@ func RunGateway(ctx context.Context, cfg Gateway, log *slog.Logger, hooks Gatewa
 		return err
 	}
 	defer in.close() // last: nothing uses NATS or Redis any more
-	gw, err := buildGateway(cfg, in, log)
+	gw, err := buildGateway(ctx, cfg, in, log)
 	if err != nil {
 		return err
 	}
@@ -74,28 +76,35 @@ var (
 
 // gateway is the gateway's parts, built over its infrastructure.
 type gateway struct {
-	cfg  Gateway
-	log  *slog.Logger
-	in   *infra
-	comp *xmpp.Component
-	pipe *fanout.Pipeline
-	ops  http.Handler
+	cfg   Gateway
+	log   *slog.Logger
+	in    *infra
+	comp  *xmpp.Component
+	relay *pingrelay.Relay
+	pipe  *fanout.Pipeline
+	ops   http.Handler
 }
 
 // buildGateway builds the stores, the XMPP component, the delivery
 // pipeline and the ops handler; nothing runs yet.
-func buildGateway(cfg Gateway, in *infra, log *slog.Logger) (*gateway, error) {
+func buildGateway(ctx context.Context, cfg Gateway, in *infra, log *slog.Logger) (*gateway, error) {
 	reg := newRegistry()
 	metrics := fanout.NewMetrics(reg)
-	st, err := openStores(in.rdb, cfg.RedisPrefix, cfg.PostHistory)
+	st, err := openStores(in.rdb, cfg.RedisPrefix, cfg.PostHistory, subscribers.WithFollowerShards(cfg.FollowerShards), subscribers.WithShardCheck())
 	if err != nil {
 		return nil, err
 	}
+	if err := checkStores(ctx, st, cfg.FollowerShards, log); err != nil {
+		return nil, err
+	}
+	// Answers to this gateway's pings may arrive on another replica's
+	// connection, and theirs on ours: they travel over NATS.
+	relay := pingrelay.New(in.nc.Conn, log)
 	comp, err := xmpp.New(st, xmpp.NewMetrics(reg), log, xmpp.Config{
 		Domain: cfg.Domain, Addr: cfg.XMPPAddr, Secret: cfg.XMPPSecret, PingTo: cfg.XMPPPingTo,
 		ProbeRate: cfg.ProbeRate, CommandRate: cfg.CommandRate, CommandBurst: cfg.CommandBurst,
-		MaxFollowing: cfg.MaxFollowing, Payload: xmpp.Payload(cfg.Payload),
-	})
+		MaxFollowing: cfg.MaxFollowing, Payload: xmpp.Payload(cfg.Payload), Connections: cfg.XMPPConnections,
+	}, xmpp.WithRelay(relay))
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +122,7 @@ func buildGateway(cfg Gateway, in *infra, log *slog.Logger) (*gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &gateway{cfg: cfg, log: log, in: in, comp: comp, pipe: pipe, ops: ops}, nil
+	return &gateway{cfg: cfg, log: log, in: in, comp: comp, relay: relay, pipe: pipe, ops: ops}, nil
 }
 
 // serve runs the ops listener, the pipeline and the component until ctx
@@ -144,6 +153,7 @@ func (gw *gateway) serve(ctx context.Context, hooks GatewayHooks) error {
 		return nil
 	})
 	g.Go(func() error { return gw.comp.Run(compCtx) })
+	g.Go(func() error { return gw.relay.Serve(compCtx, gw.comp.Settle) })
 	return g.Wait()
 }
 
@@ -166,7 +176,9 @@ func (gw *gateway) runPipeline(ctx context.Context) {
 func opsHandler(reg *prometheus.Registry, comp *xmpp.Component, in *infra, log *slog.Logger) (http.Handler, error) {
 	probes, err := health.New(health.Config{
 		Checks: in.readiness(),
-		Extra:  func() map[string]any { return map[string]any{"xmpp_connected": comp.Connected()} },
+		Extra: func() map[string]any {
+			return map[string]any{"xmpp_connected": comp.Connected(), "xmpp_links": comp.Links()}
+		},
 		Logger: log,
 	})
 	if err != nil {

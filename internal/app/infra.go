@@ -44,14 +44,41 @@ type (
 )
 
 // openStores builds the stores over rdb; recentPosts zero means the
-// accounts package's default.
-func openStores(rdb redis.UniversalClient, prefix string, recentPosts int) (*stores, error) {
-	graph := subscribers.NewRedisStore(rdb, prefix)
+// accounts package's default, graphOpts configure the graph (follower
+// shards). Nothing is read from Redis yet: checkStores does that.
+func openStores(rdb redis.UniversalClient, prefix string, recentPosts int, graphOpts ...subscribers.Option) (*stores, error) {
+	graph := subscribers.NewRedisStore(rdb, prefix, graphOpts...)
 	acc, err := accounts.NewRedisStore(rdb, graph, accounts.RedisConfig{Prefix: prefix, RecentPosts: recentPosts})
 	if err != nil {
 		return nil, err
 	}
 	return &stores{acc, graph}, nil
+}
+
+// startCheck bounds the follower shard check at start.
+const startCheck = 5 * time.Second
+
+// checkStores makes sure at start that the data in Redis was written with
+// this process's follower shard count (the first process records it), and
+// refuses to start when it was not. When Redis does not answer, the
+// process starts anyway (it serves /readyz meanwhile) and the graph makes
+// the check before its first read or write of follower sets
+// (subscribers.WithShardCheck).
+func checkStores(ctx context.Context, st *stores, shards int, log *slog.Logger) error {
+	cctx, cancel := context.WithTimeout(ctx, startCheck)
+	defer cancel()
+	err := st.CheckFollowerShards(cctx)
+	var mismatch *subscribers.ShardCountError
+	switch {
+	case errors.As(err, &mismatch):
+		return fmt.Errorf("%w. Start every gateway and API with STARLING_FOLLOWER_SHARDS=%d (flag -follower-shards), "+
+			"the count the data was written with; no tool moves followers between shard counts", mismatch, mismatch.Recorded)
+	case err != nil:
+		log.Warn("follower shard count not checked yet; it will be before the first use of a follower set", "err", err)
+	case shards > 1:
+		log.Info("followers spread over shards", "follower_shards", shards)
+	}
+	return nil
 }
 
 // clusterStateReload is how often a Redis Cluster client refreshes its map
@@ -72,6 +99,16 @@ func openRedis(url string, cluster bool) (redis.UniversalClient, error) {
 		// failover, dials the dead master until then: a replica promoted in
 		// ~2 s would stall the pipeline for a minute.
 		opts.ClusterStateReloadInterval = clusterStateReload
+		// A dead master refuses connections; go-redis dials it 5 times,
+		// 100 ms apart, on each of a command's 4 attempts, so a command
+		// that meets it waits ~2 s before it fails (the pipeline then
+		// retries the message anyway), and the first command after a
+		// failover, routed on the old map, waited 0.9 s. With one dial per
+		// attempt either fails in milliseconds (internal/chaos,
+		// TestRedisClusterMasterFailover). A dialer_retries in the URL wins.
+		if opts.DialerRetries == 0 {
+			opts.DialerRetries = 1
+		}
 		return redis.NewClusterClient(opts), nil
 	}
 	opts, err := redis.ParseURL(url)

@@ -9,6 +9,8 @@
 // tags in one command or script.
 package rediskeys
 
+import "strconv"
+
 // Layout builds keys under a prefix (empty means none).
 type Layout struct {
 	Prefix string
@@ -30,7 +32,8 @@ var Families = []Family{
 	{"i:{<user>}:<key>", "string", "accounts", "idempotency record of one POST /v1/statuses (post JSON, 24 h)"},
 	{"d:{<user>}:<key>", "string", "accounts", "marks the post of an idempotency record as published (24 h)"},
 	{"x:{<user>}:<post id>", "string", "accounts", "retraction reserved for deleting that post (24 h)"},
-	{"f:{<user>}", "sorted set", "subscribers", "bare JIDs of the author's followers, all scored 0 (walked in JID order)"},
+	{"f:{<user>}", "sorted set", "subscribers", "bare JIDs of the author's followers, all scored 0 (walked in JID order); with several follower shards, shard 0 of them"},
+	{"f:{<user>#<k>}", "sorted set", "subscribers", "shard k (1 to the shard count − 1) of the author's followers, when STARLING_FOLLOWER_SHARDS > 1: a JID is in shard FNV-1a(JID) mod the count; each shard its own slot"},
 	{"fp:{<user>}:<post id>", "hash", "subscribers", "fanout progress of a post: after (last JID walked), next (batch number), done (8 days; 1 hour once done)"},
 	{"fs:{<user>}:<post id>", "string", "subscribers", "batches of a post being sent now (expires 2 min after the last began)"},
 	{"bp:{<user>}:<batch id>", "string", "subscribers", "recipients of a delivery batch (id: its Nats-Msg-Id) the XMPP server confirmed, skipped when it is redelivered (1 h; 10 min once sent whole)"},
@@ -39,6 +42,7 @@ var Families = []Family{
 	{"o:{<jid>}", "set", "subscribers", "the JID's resources online"},
 	{"pg", "hash", "subscribers", "bare JID → our JID it granted its presence to (probe targets)"},
 	{"pl", "string", "subscribers", "presence-probe lease: id of the component link that probes after a (re)connect, the others skip (30 s, released when that link ends)"},
+	{"cfg", "hash", "subscribers", "settings fixed once data exists, recorded by the first process to start: follower_shards"},
 }
 
 // User is u:{<user>}.
@@ -76,6 +80,17 @@ func (l Layout) Retraction(user, id string) string {
 // Followers is f:{<user>}.
 func (l Layout) Followers(user string) string { return l.Prefix + "f:{" + user + "}" }
 
+// FollowerShard is shard k of an author's followers: f:{<user>} for shard
+// 0, so that one shard is the unsharded layout, and f:{<user>#<k>} for the
+// others, each with a hash tag of its own so that Redis Cluster spreads an
+// author's shards over its slots. Usernames never hold '#'.
+func (l Layout) FollowerShard(user string, k int) string {
+	if k == 0 {
+		return l.Followers(user)
+	}
+	return l.Prefix + "f:{" + user + "#" + strconv.Itoa(k) + "}"
+}
+
 // FanoutProgress is fp:{<user>}:<post id>.
 func (l Layout) FanoutProgress(user, id string) string {
 	return l.Prefix + "fp:{" + user + "}:" + id
@@ -102,6 +117,9 @@ func (l Layout) Resources(jid string) string { return l.Prefix + "o:{" + jid + "
 
 // ProbeGrants is pg.
 func (l Layout) ProbeGrants() string { return l.Prefix + "pg" }
+
+// Settings is cfg.
+func (l Layout) Settings() string { return l.Prefix + "cfg" }
 
 // ProbeLease is pl.
 func (l Layout) ProbeLease() string { return l.Prefix + "pl" }
