@@ -6,8 +6,10 @@
 #   make deps    install prosody and redis-server when missing               — scripts/deps.sh
 #   make build   bin/starling-gateway and bin/starling-api
 #   make lint    gofmt, go vet, staticcheck, and go.mod tidy (go mod tidy -diff)
-#   make bench   the benchmark suite (bench/, real servers, < 15 min); writes docs/BENCHMARKS.md
-#   make bench-quick   the same with small audiences (< 1 min)
+#   make bench   the benchmark suite (bench/, real servers, the binaries as separate processes, then
+#                the in-process view; < 15 min on an idle machine); writes docs/BENCHMARKS.md
+#   make bench-quick   the same with small audiences (about a minute); writes no report
+#   make bench-inprocess   only the in-process view (gateway and API inside the bench process)
 #   make bench-go      Go micro-benchmarks only
 #   make chaos   the fault-injection suite, long form: every fault in both stages, 20k followers,
 #                Prosody and ejabberd (internal/chaos; its short form runs in make test)
@@ -21,7 +23,7 @@ export PATH := /usr/local/go/bin:$(PATH)
 GO          ?= go
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all run test deps build lint bench bench-quick bench-go chaos soak clean
+.PHONY: all run test deps build lint bench bench-quick bench-inprocess bench-go chaos soak clean
 
 all: build
 
@@ -57,6 +59,9 @@ bench:
 
 bench-quick:
 	$(GO) run ./bench -quick
+
+bench-inprocess:
+	$(GO) run ./bench -inprocess
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -1,12 +1,17 @@
 // Command bench is Starling's benchmark suite. It starts its own real
 // servers (redis-server, Prosody, ejabberd, NATS with JetStream), loads
-// Redis with followers whose JIDs live on a "sink" component domain that a
-// counting receiver reads, runs every scenario, prints a table, and writes
-// JSON and docs/BENCHMARKS.md.
+// Redis with followers whose JIDs live on a "sink" component domain, runs
+// every scenario, prints a table, and writes JSON and docs/BENCHMARKS.md.
 //
-//	go run ./bench -quick        # under a minute, small audiences
+// The headline figures come from the system as it is deployed: the built
+// gateway and api binaries as separate processes, a nats-server process,
+// and a receiver process (bench/receiver) that parses what arrives as XML.
+// The same scenarios run with the gateway and the API in the bench process
+// (the in-process view, -inprocess) for a second set of figures.
+//
+//	go run ./bench -quick        # a few minutes, small audiences
 //	go run ./bench               # the full suite, up to 1M followers
-//	go run ./bench -only gateway -cpuprofile /tmp/cpu.pprof
+//	go run ./bench -only gateway -inprocess -cpuprofile /tmp/cpu.pprof
 //
 // See bench/README.md.
 package main
@@ -21,17 +26,25 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"starling.dev/starling/internal/testenv"
 )
 
 var scenarioNames = []string{"receiver", "raw", "memory", "starling", "gateway", "latency", "startup", "peer", "ingest"}
 
+// secondaryScenarios are those the in-process view repeats in a default
+// run: where running inside one process changes what is measured.
+var secondaryScenarios = map[string]bool{"receiver": true, "starling": true, "gateway": true, "latency": true, "ingest": true}
+
 func main() {
-	quick := flag.Bool("quick", false, "small audiences (10k, 100k): finishes in under a minute")
+	quick := flag.Bool("quick", false, "small audiences (10k, 100k)")
 	only := flag.String("only", "", "comma-separated scenarios to run: "+strings.Join(scenarioNames, ","))
+	inprocess := flag.Bool("inprocess", false, "only the in-process view: the gateway and the API in the bench process, byte-counting receivers")
+	secondary := flag.Bool("secondary", true, "after the headline (process) view, run the in-process view of "+strings.Join(sortedKeys(secondaryScenarios), ",")+" too")
 	jsonOut := flag.String("json", "", "where to write the JSON results (default bench/results/<date>-<mode>.json)")
-	mdOut := flag.String("md", "", "where to write the Markdown report (default docs/BENCHMARKS.md when every scenario runs; \"-\" for none)")
-	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file (turns the per-scenario profiles off)")
-	profDir := flag.String("profiles", "", "folder for the CPU profiles of the largest starling and gateway-alone runs (default bench/results/profiles in full mode, none in -quick)")
+	mdOut := flag.String("md", "", "where to write the Markdown report (default docs/BENCHMARKS.md when every scenario runs in full mode; \"-\" for none)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole bench process to this file (turns the per-scenario profiles off)")
+	profDir := flag.String("profiles", "", "folder for the CPU profiles of the in-process view's largest runs (default bench/results/profiles in full mode, none in -quick)")
 	verbose := flag.Bool("v", false, "log what the server helpers log")
 	flag.Parse()
 
@@ -60,8 +73,13 @@ func main() {
 	if *jsonOut == "" {
 		*jsonOut = filepath.Join(root, "bench", "results", began.UTC().Format("2006-01-02T150405Z")+"-"+mode+".json")
 	}
-	if *mdOut == "" && len(sel) == 0 {
-		*mdOut = filepath.Join(root, "docs", "BENCHMARKS.md")
+	if *mdOut == "" {
+		// A report is the full suite's: a quick or partial run writes none
+		// unless asked to.
+		*mdOut = "-"
+		if len(sel) == 0 && !*quick && !*inprocess && *secondary {
+			*mdOut = filepath.Join(root, "docs", "BENCHMARKS.md")
+		}
 	}
 	if *profDir == "" && !*quick && *cpuprofile == "" {
 		*profDir = filepath.Join(root, "bench", "results", "profiles")
@@ -89,20 +107,43 @@ func main() {
 		base += " -quick"
 	}
 	res := &results{Date: began.UTC().Format(time.RFC3339), Mode: mode, Command: strings.Join(append([]string{base}, flagArgs()...), " ")}
-	b := &bench{t: t, sz: sz, res: res, only: sel, profDir: *profDir, durations: map[string]time.Duration{},
-		cmd: func(s string) string { return base + " -only " + s }}
-	b.run()
+	b := &bench{t: t, sz: sz, res: res, only: sel, profDir: *profDir, base: base, durations: map[string]time.Duration{}}
+
+	views := []view{processView}
+	if *inprocess {
+		views = []view{inprocessView}
+	} else if *secondary {
+		views = append(views, inprocessView)
+	}
+	for i, v := range views {
+		b.v, b.sz, b.scens, b.durations = v, sz, nil, map[string]time.Duration{}
+		if i > 0 {
+			// The in-process view after the headline one: fewer scenarios
+			// and no million through Prosody.
+			b.sz, b.scens = sz.secondary(), secondaryScenarios
+		}
+		if !b.anyWanted() {
+			continue
+		}
+		t.progress("— the %s view —", v.name)
+		mark := t.Mark()
+		b.run()
+		if i == 0 {
+			res.Machine = machine(b)
+		}
+		t.Unwind(mark)
+		b.s = nil
+	}
 	res.Elapsed = time.Since(began).Round(time.Millisecond).String()
-	res.Machine = machine(b)
-	res.Targets = targets(b)
+	res.Targets = targets(b, views[0], sz)
 	res.printTable(os.Stdout)
 	if err := res.writeJSON(*jsonOut); err != nil {
 		t.Errorf("json: %v", err)
 	} else {
 		fmt.Fprintf(os.Stderr, "bench: wrote %s\n", *jsonOut)
 	}
-	if *mdOut != "" && *mdOut != "-" {
-		if err := res.writeMarkdown(*mdOut, b); err != nil {
+	if *mdOut != "-" {
+		if err := res.writeMarkdown(*mdOut, b, views[0], sz); err != nil {
 			t.Errorf("markdown: %v", err)
 		} else {
 			fmt.Fprintf(os.Stderr, "bench: wrote %s\n", *mdOut)
@@ -115,10 +156,34 @@ func main() {
 	}
 }
 
-// run runs the selected scenarios on one stack, in an order that loads the
-// followers once and switches the gateway's connection from Prosody to the
-// bare endpoint once.
+func (b *bench) anyWanted() bool {
+	for _, s := range scenarioNames {
+		if b.want(s) {
+			return true
+		}
+	}
+	return false
+}
+
+func sortedKeys(m map[string]bool) []string {
+	var out []string
+	for _, s := range scenarioNames {
+		if m[s] {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// run runs the selected scenarios of the current view on one stack, in an
+// order that loads the followers once and moves the gateway's connection
+// from Prosody to the bare endpoint once.
 func (b *bench) run() {
+	if !b.v.inproc && b.bin == "" {
+		b.t.progress("building bench/receiver and bench/minimalapi")
+		b.bin = filepath.Join(b.t.TempDir(), "bin")
+		testenv.GoBuild(b.t, b.bin, "starling.dev/starling/bench/receiver", "starling.dev/starling/bench/minimalapi")
+	}
 	if b.want("receiver") {
 		b.t.progress("receiver self-check")
 		b.receiver()
@@ -130,9 +195,17 @@ func (b *bench) run() {
 	if !needStack {
 		return
 	}
-	b.t.progress("starting redis-server, Prosody (+ sink, lat, pubsub components), NATS, the API")
-	b.s = startStack(b.t)
-	b.prosodyPID = findPID(b.t.Root(), "prosody")
+	if b.v.inproc {
+		b.t.progress("starting redis-server, Prosody (+ sink and lat components), NATS and the API in this process")
+	} else {
+		b.t.progress("starting redis-server, Prosody, nats-server, the api process and the receivers for sink and lat")
+	}
+	b.s = b.startStack()
+	b.prosodyPID = findPID(filepath.Dir(b.s.pros.DataDir()), "prosody")
+	if !b.v.inproc {
+		b.apiPID = findPID(b.s.dir, filepath.Join("bin", "api"))
+		b.natsPID = findPID(b.s.dir, "nats-server")
+	}
 	info := b.s.pros.Info()
 
 	if b.want("raw") {
@@ -154,43 +227,42 @@ func (b *bench) run() {
 		ns = append(ns, b.sz.big, b.sz.bigP)
 	}
 	if len(ns) > 0 {
-		b.loadAudiences(ns)
+		b.loadAudiences(ns, b.want("memory"))
 	}
 
 	if b.want("starling") || b.want("latency") {
 		g, _ := b.s.startGateway(info.ComponentAddr)
 		if b.want("latency") {
 			b.t.progress("latency via Prosody, alone")
-			b.latencyAlone("Prosody", b.s.lat.Scan, patMessage)
+			b.latencyAlone("Prosody", b.s.lat)
 		}
 		ns := b.sz.starling
 		if !b.want("starling") {
 			ns = []int{b.sz.bigP}
 		}
-		b.starlingProsody(ns, b.want("starling"), b.want("latency"))
+		b.starlingProsody(g, ns, b.want("starling"), b.want("latency"))
 		g.Stop()
 	}
-	if b.want("gateway") || b.want("latency") || b.want("ingest") {
-		ep := startEndpoint(b.t, info.Host, info.Secret, "@"+latDomain, "@"+sinkDomain)
-		g, _ := b.s.startGateway(ep.addr())
+	if b.want("gateway") || b.want("latency") {
+		mark := b.t.Mark()
+		ep := b.startFarEnd(info.ComponentDomain, info.Secret)
+		g, _ := b.s.startGateway(ep.addr)
 		if b.want("gateway") {
-			b.gatewayAlone(ep)
+			b.gatewayAlone(g, ep)
 		}
 		if b.want("latency") {
 			b.t.progress("latency via the bare endpoint, alone and during a %d fanout", b.sz.big)
-			b.latencyAlone("bare endpoint", ep.sc, 1)
+			b.latencyAlone("bare endpoint", ep.c)
 			expect := b.durations["alone/"+strconv.Itoa(b.sz.big)]
 			if expect == 0 {
 				expect = time.Duration(b.sz.big/200) * time.Millisecond // ~200k/s
 			}
-			wall, lats := b.fanoutWithProbes(b.sz.big, ep.sc, 2, ep.sc, 1, expect)
+			wall, lats := b.fanoutWithProbes(g, b.sz.big, ep.c, ep.c, expect)
 			b.s.drained(within(b.sz.big))
 			b.addLatency("latency.bare endpoint.during", "bare endpoint", fmt.Sprintf("during a %s fanout (%s)", nLabel(b.sz.big), wall.Round(time.Millisecond)), lats)
 		}
-		if b.want("ingest") {
-			b.ingest()
-		}
 		g.Stop()
+		b.t.Unwind(mark)
 	}
 	if b.want("startup") {
 		total := 0
@@ -205,12 +277,16 @@ func (b *bench) run() {
 	if b.want("peer") {
 		b.peer()
 	}
+	if b.want("ingest") {
+		b.ingest()
+	}
 }
 
 // profile starts a CPU profile of one scenario when profiles are on, and
-// returns the function that ends it.
+// returns the function that ends it. Only the in-process view has the
+// gateway and the API in the process profiled.
 func (b *bench) profile(name string) func() {
-	if b.profDir == "" {
+	if b.profDir == "" || !b.v.inproc {
 		return nil
 	}
 	if err := os.MkdirAll(b.profDir, 0o755); err != nil {

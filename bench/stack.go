@@ -28,42 +28,65 @@ const (
 
 // stack is the real system the scenarios drive: testenv's Stack with
 // Prosody carrying the sink components, Redis, NATS with JetStream, and
-// Starling's API, and gateways started by the scenarios (in this process,
-// by the functions the binaries call).
+// Starling's API; gateways are started by the scenarios. In the headline
+// view the API and the gateways are the built binaries, NATS is a
+// nats-server process and the sinks are receiver processes; in the
+// in-process view the API and the gateways run in the bench process (the
+// functions the binaries call), NATS too, and the sinks are testenv's
+// byte-counting components.
 type stack struct {
 	t      *runner
 	st     *teststack.Stack
+	procs  bool
 	rdb    *redis.Client
 	store  *subscribers.RedisStore
 	prefix string
 	pros   *testenv.Prosody
 	nats   *testenv.NATS
 	js     jetstream.JetStream
-	sink   *testenv.Sink // sink.localhost on Prosody: the big audiences
-	lat    *testenv.Sink // lat.localhost on Prosody: the small authors' followers
-	logf   *os.File
+	sink   counter // sink.localhost on Prosody: the big audiences
+	lat    counter // lat.localhost on Prosody: the small authors' followers
+	// The receiver processes of the headline view.
+	sinkRecv, latRecv *recvProc
+	logf              *os.File // the in-process gateway's and API's log
+	dir               string   // the processes' logs (headline view)
 
 	tokens    map[string]string // author → bearer token
 	followers map[string]int    // author → followers stored
 }
 
-func startStack(t *runner) *stack {
-	s := &stack{t: t, tokens: map[string]string{}, followers: map[string]int{}}
+func (b *bench) startStack() *stack {
+	t := b.t
+	s := &stack{t: t, procs: !b.v.inproc, tokens: map[string]string{}, followers: map[string]int{}, dir: t.TempDir()}
 	var err error
-	if s.logf, err = os.Create(filepath.Join(t.TempDir(), "starling.log")); err != nil {
+	if s.logf, err = os.Create(filepath.Join(s.dir, "starling.log")); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.logf.Close() })
 	s.pros = testenv.StartProsody(t, testenv.WithComponents(sinkDomain, latDomain))
-	s.st = teststack.StartStack(t, teststack.Options{
-		XMPP: s.pros, Sinks: []string{sinkDomain, latDomain}, NoGateway: true,
+	o := teststack.Options{
+		XMPP: s.pros, NoGateway: true, Dir: s.dir,
 		AdminToken: adminToken, Prefix: "bench:", LogLevel: "info", Log: s.logf,
 		// The benchmark posts as fast as it can: no per-IP or per-token limit.
 		Env: map[string]string{"STARLING_RATE_IP": "0", "STARLING_RATE_TOKEN": "0"},
-	})
+	}
+	if s.procs {
+		o.Processes, o.ExternalNATS = true, true
+	} else {
+		o.Sinks = []string{sinkDomain, latDomain}
+	}
+	s.st = teststack.StartStack(t, o)
 	s.rdb, s.store, s.prefix = s.st.RDB, s.st.Graph, s.st.Prefix
 	s.nats, s.js = s.st.NATS, s.st.JS
-	s.sink, s.lat = s.st.Sinks[sinkDomain], s.st.Sinks[latDomain]
+	info := s.pros.Info()
+	if s.procs {
+		s.sinkRecv = b.startComponentReceiver(info.ComponentAddr, info.Secret, sinkDomain)
+		s.latRecv = b.startComponentReceiver(info.ComponentAddr, info.Secret, latDomain)
+		s.sink, s.lat = s.sinkRecv, s.latRecv
+	} else {
+		s.sink = scanCounter{sc: s.st.Sinks[sinkDomain].Scan}
+		s.lat = scanCounter{sc: s.st.Sinks[latDomain].Scan}
+	}
 	return s
 }
 
@@ -73,6 +96,14 @@ func startStack(t *runner) *stack {
 func (s *stack) startGateway(xmppAddr string) (*teststack.Gateway, time.Duration) {
 	g := s.st.StartGateway(s.t, xmppAddr)
 	return g, g.Ready
+}
+
+// gatewayLog is where to look when a fanout fails.
+func (s *stack) gatewayLog(g *teststack.Gateway) string {
+	if g != nil && g.Log() != "" {
+		return g.Log() + ":\n" + testenv.Tail(g.Log())
+	}
+	return s.logf.Name()
 }
 
 // call makes a JSON request to the API.

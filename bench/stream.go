@@ -17,15 +17,14 @@ import (
 	"starling.dev/starling/internal/testenv"
 )
 
-const (
-	patMessage = testenv.SinkMessages // index of "<message" in every scanner here
-	patIQ      = testenv.SinkIQs      // index of "<iq" in sink scanners
-)
+// patMessage is the index of "<message" in every scanner here.
+const patMessage = testenv.SinkMessages
 
-// endpoint is a bare XEP-0114 accept endpoint: it takes the gateway's
-// component connection in place of an XMPP server, checks the handshake,
-// counts what arrives and answers every IQ get (the delivery pings) with a
-// result, and nothing else. It measures Starling's own ceiling.
+// endpoint is the in-process view's bare XEP-0114 accept endpoint: it takes
+// the gateway's component connection in place of an XMPP server, checks the
+// handshake, counts "<message" bytes and answers every IQ get (the delivery
+// pings) with a result, and nothing else. The headline view uses the
+// receiver process (bench/receiver) instead, which parses.
 type endpoint struct {
 	ln     net.Listener
 	domain string
