@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"starling.dev/starling"
 	"starling.dev/starling/internal/health"
+	"starling.dev/starling/web"
 )
 
 // Accounts is what the API needs of the accounts store: accounts and their
@@ -127,6 +128,16 @@ type Config struct {
 	// MaxImportBytes bounds the body of a follower import; zero means 1 GiB
 	// (about 30 million lines).
 	MaxImportBytes int64
+	// Hub serves the event streams and the landing page's latest posts;
+	// whoever made it feeds it (Hub.Follow). Nil means a hub nobody feeds:
+	// event streams then carry the post history and heartbeats only.
+	Hub *Hub
+	// SSEHeartbeat is how often an idle event stream gets a comment line;
+	// zero means 15 s.
+	SSEHeartbeat time.Duration
+	// PublicURL is the address the web pages are reached at
+	// (web.Config.PublicURL); empty means the request's host.
+	PublicURL string
 }
 
 // Validate reports whether the configuration is usable.
@@ -140,6 +151,8 @@ func (c Config) Validate() error {
 		return errors.New("httpapi: MaxPostChars must not be negative")
 	case c.MaxImportBytes < 0:
 		return errors.New("httpapi: MaxImportBytes must not be negative")
+	case c.SSEHeartbeat < 0:
+		return errors.New("httpapi: SSEHeartbeat must not be negative")
 	}
 	if err := c.RateLimits.Validate(); err != nil {
 		return err
@@ -169,6 +182,12 @@ func (c Config) withDefaults() Config {
 	if c.MaxImportBytes == 0 {
 		c.MaxImportBytes = defaultMaxImportBytes
 	}
+	if c.Hub == nil {
+		c.Hub = NewHub(HubConfig{})
+	}
+	if c.SSEHeartbeat == 0 {
+		c.SSEHeartbeat = defaultHeartbeat
+	}
 	c.RateLimits = c.RateLimits.withDefaults()
 	return c
 }
@@ -187,6 +206,8 @@ type server struct {
 	limits    *limiters
 	proxies   proxies
 	probes    *health.Handler
+	hub       *Hub
+	pages     *web.Pages
 }
 
 // New returns the API's router. acc, graph and pub are used concurrently by
@@ -203,8 +224,17 @@ func New(acc Accounts, graph Followers, pub Publisher, cfg Config) (http.Handler
 	if err != nil {
 		return nil, err
 	}
+	if err := registerHubMetrics(cfg.Registerer, cfg.Hub); err != nil {
+		return nil, err
+	}
 	s := &server{acc: acc, graph: graph, pub: pub, cfg: cfg, log: cfg.Logger, ids: newIDSource(), metrics: m,
-		limits: newLimiters(cfg.RateLimits), proxies: normalizePrefixes(cfg.TrustedProxies)}
+		limits: newLimiters(cfg.RateLimits), proxies: normalizePrefixes(cfg.TrustedProxies), hub: cfg.Hub}
+	s.pages, err = web.New(acc, cfg.Hub, web.Config{
+		Domain: cfg.Domain, PublicURL: cfg.PublicURL, Logger: cfg.Logger, Now: cfg.Now,
+	})
+	if err != nil {
+		return nil, err
+	}
 	s.probes, err = health.New(health.Config{
 		Checks: cfg.Ready, Timeout: readyTimeout, ProblemType: typeNotReady, Logger: cfg.Logger,
 	})
@@ -237,6 +267,7 @@ func (s *server) routes() {
 		r.Delete("/v1/users/{username}", s.deleteUser)
 		r.Post("/v1/users/{username}/token", s.rotateToken)
 		r.Get("/v1/users/{username}/statuses", s.listStatuses)
+		r.Get("/v1/users/{username}/events", s.userEvents)
 		r.Get("/v1/users/{username}/followers", s.listFollowers)
 		r.Post("/v1/users/{username}/followers/import", s.importFollowers)
 		r.Put("/v1/users/{username}/followers/{jid}", s.putFollower)
@@ -244,6 +275,7 @@ func (s *server) routes() {
 		r.Post("/v1/statuses", s.postStatus)
 		r.Get("/v1/statuses/{id}", s.getStatus)
 		r.Delete("/v1/statuses/{id}", s.deleteStatus)
+		s.pages.Mount(r)
 	})
 	s.router = r
 }

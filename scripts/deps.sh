@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/deps.sh — make sure the system tools Starling's tests and `make run` need are installed.
 #
-#   scripts/deps.sh              prosody, redis-server (and curl, used by the README tour)
+#   scripts/deps.sh              prosody, redis-server, chromium and chromium-driver (the web pages'
+#                                browser test drives headless Chromium), and curl (the README tour)
 #   scripts/deps.sh --ejabberd   the same plus ejabberd
 #
 # Missing packages come from Debian's archive. As root the script runs `apt-get update` (once) and
@@ -38,7 +39,8 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 
 # binary:package pairs; a package is installed when its binary is missing.
-wanted=(prosody:prosody prosodyctl:prosody redis-server:redis-server redis-cli:redis-tools curl:curl)
+wanted=(prosody:prosody prosodyctl:prosody redis-server:redis-server redis-cli:redis-tools curl:curl
+	chromium:chromium chromedriver:chromium-driver)
 if $with_ejabberd; then
 	wanted+=(ejabberdctl:ejabberd)
 fi

@@ -188,6 +188,7 @@ func printTryIt(st *stack.Stack, password, token string, metricsPort int) {
  Post as alice    curl -sS -X POST %[7]s/v1/statuses \
                     -H 'Authorization: Bearer %[8]s' \
                     -H 'Content-Type: application/json' -d '{"text":"Hello from Starling"}'
+ Web page         %[7]s/u/%[5]s  (live; the start page is %[7]s/)
  API              %[7]s  (admin token: STARLING_ADMIN_TOKEN in run/secrets.env)
  Gateway metrics  http://127.0.0.1:%[9]d/metrics
  Logs             run/api.log run/gateway.log run/redis/redis.log
