@@ -13,6 +13,8 @@
 #   make bench-go      Go micro-benchmarks only
 #   make chaos   the fault-injection suite, long form: every fault in both stages, 20k followers,
 #                Prosody and ejabberd (internal/chaos; its short form runs in make test)
+#   make scale   the scale scenario, long form: 3-node NATS, Redis Cluster, ejabberd, 1-3 gateway
+#                processes, 100k followers, kills mid-fanout (internal/chaos TestScaleOut)
 #   make soak    30 minutes of mixed load, slopes of RSS, goroutines, fds and Redis memory
 #                (internal/soak; SOAK_DURATION=3m for a short run)
 #   make clean   remove bin/ and run/ (run/ holds the local secrets and data of `make run`)
@@ -71,6 +73,10 @@ SOAK_DURATION ?= 30m
 chaos:
 	@bash scripts/deps.sh --ejabberd
 	STARLING_CHAOS=long $(GO) test -count=1 -timeout 60m -v -run 'TestChaos' ./internal/chaos
+
+scale:
+	@bash scripts/deps.sh --ejabberd
+	STARLING_SCALE=long $(GO) test -count=1 -timeout 60m -v -run 'TestScaleOut' ./internal/chaos
 
 soak:
 	@bash scripts/deps.sh

@@ -50,6 +50,14 @@ const (
 	pullPerWorker       = 2
 	// pullErrorPause spaces the retries of a pull that failed transiently.
 	pullErrorPause = 100 * time.Millisecond
+	// pullExpiry and pullHeartbeat shape each pull request: the server
+	// sends a heartbeat every pullHeartbeat while it has nothing, and the
+	// client pulls anew after two missed ones. When a stream's leader dies
+	// in a JetStream cluster, the pull parked on it dies too; with the
+	// client's defaults (30 s, 15 s) deliveries then stalled for 30 s, with
+	// these for the election plus ~2 s.
+	pullExpiry    = 10 * time.Second
+	pullHeartbeat = time.Second
 )
 
 // ConsumerConfig tunes the two durable pull consumers.
@@ -305,7 +313,8 @@ func (p *Pipeline) consumer(ctx context.Context, s stage, durable string, subjec
 // consume feeds messages from c to s.workers goroutines until ctx ends
 // (see Run for the shutdown).
 func (p *Pipeline) consume(ctx context.Context, c jetstream.Consumer, s stage) error {
-	iter, err := c.Messages(jetstream.PullMaxMessages(s.workers * pullPerWorker))
+	iter, err := c.Messages(jetstream.PullMaxMessages(s.workers*pullPerWorker),
+		jetstream.PullExpiry(pullExpiry), jetstream.PullHeartbeat(pullHeartbeat))
 	if err != nil {
 		return fmt.Errorf("fanout: pull: %w", err)
 	}

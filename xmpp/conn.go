@@ -51,11 +51,33 @@ func (c *Component) Run(ctx context.Context) error {
 	// The handlers' workers (work.go) live as long as Run.
 	defer c.startWork(ctx)()
 	var wg sync.WaitGroup
+	wg.Go(func() { c.expirePings(ctx) })
 	for i := range c.cfg.Connections {
 		wg.Go(func() { c.keep(ctx, i) })
 	}
 	wg.Wait()
 	return nil
+}
+
+// errPingTimeout fails a chunk whose ping went unanswered for PingTimeout.
+var errPingTimeout = errors.New("xmpp: no answer to a delivery ping")
+
+// expirePings fails, until ctx ends, every delivery ping left unanswered
+// for PingTimeout, whatever its batch is doing meanwhile (waiting for room
+// in the pacer's window, writing, or waiting for its answers).
+func (c *Component) expirePings(ctx context.Context) {
+	t := time.NewTicker(max(c.cfg.PingTimeout/4, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if n := c.pings.expire(now.Add(-c.cfg.PingTimeout), errPingTimeout); n > 0 {
+				c.log.Warn("delivery pings unanswered; their chunks will be sent again", "pings", n, "after", c.cfg.PingTimeout)
+			}
+		}
+	}
 }
 
 // keep holds connection number i up until ctx ends. Against a server that

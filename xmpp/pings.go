@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"sync"
+	"time"
 )
 
 // pingPrefix marks the ids of the delivery round-trip pings.
@@ -21,10 +22,11 @@ type pings struct {
 	waiting map[string]pending
 }
 
-// pending is one ping: the link it was written on and what to call with
-// its outcome.
+// pending is one ping: the link it was written on, when it was
+// registered, and what to call with its outcome.
 type pending struct {
 	l    *link
+	at   time.Time
 	done func(error)
 }
 
@@ -39,8 +41,29 @@ func (p *pings) add(l *link, done func(error)) string {
 	id := pingPrefix + hex.EncodeToString(b[:])
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.waiting[id] = pending{l: l, done: done}
+	p.waiting[id] = pending{l: l, at: time.Now(), done: done}
 	return id
+}
+
+// expire resolves with err every ping registered before deadline. An
+// answer can be lost on a live link: a server that balances a domain over
+// several connections may hand it to a replica that has just died. Such a
+// ping must not hold its room in the pacer's window for ever, or every
+// later chunk would wait for that room.
+func (p *pings) expire(deadline time.Time, err error) int {
+	var expired []func(error)
+	p.mu.Lock()
+	for id, w := range p.waiting {
+		if w.at.Before(deadline) {
+			expired = append(expired, w.done)
+			delete(p.waiting, id)
+		}
+	}
+	p.mu.Unlock()
+	for _, done := range expired {
+		done(err)
+	}
+	return len(expired)
 }
 
 // resolve calls the ping's done with err; it reports whether the id was

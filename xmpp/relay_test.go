@@ -163,3 +163,34 @@ func TestSeveralConnections(t *testing.T) {
 		t.Fatal("Connected with every link gone")
 	}
 }
+
+// TestLostAnswerFreesTheWindow: an answer lost on a live connection (one a
+// balancing server handed to a replica that just died) does not hold its
+// chunk's room in the pacer's window for ever. Big paced batches fill the
+// window with chunks whose pings go unanswered; after PingTimeout those
+// pings fail, the room comes back, the batches fail (to be sent again), and
+// a batch written after them is delivered.
+func TestLostAnswerFreesTheWindow(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	var lose atomic.Bool
+	lose.Store(true)
+	ep := startEndpoint(t, testDomain, testSecret, func(c *endpointConn, ping endpointStanza) {
+		if !lose.Load() {
+			c.answer(ping)
+		}
+	})
+	c := startComponent(t, ep, func(cfg *Config) { cfg.PingTimeout = timeout })
+	var stuck []<-chan error
+	for i := range 4 {
+		stuck = append(stuck, deliverAsync(t, c, testBatch(t, i+1, fanout.BatchSize)))
+	}
+	for i, res := range stuck {
+		if err := result(t, res, 10*timeout+5*time.Second); err == nil {
+			t.Fatalf("batch %d was confirmed though its pings were never answered", i)
+		}
+	}
+	lose.Store(false)
+	if err := result(t, deliverAsync(t, c, testBatch(t, 9, fanout.BatchSize)), 5*time.Second); err != nil {
+		t.Fatalf("a batch after the lost answers: %v", err)
+	}
+}
