@@ -25,7 +25,7 @@ export PATH := /usr/local/go/bin:$(PATH)
 GO          ?= go
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all run test deps build lint bench bench-quick bench-inprocess bench-go chaos soak clean
+.PHONY: all run test deps build lint bench bench-quick bench-inprocess bench-go chaos scale soak clean
 
 all: build
 
