@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"starling.dev/starling"
@@ -43,24 +45,131 @@ return old`)
 // neither does recording a post after its deletion began (both the API and
 // the gateway's fanout stage record every post, in either order).
 //
-// One round trip in the common case: a pipeline of the a:<id> index and then
-// the script. Redis runs a connection's commands in order, so the index is
-// written before the post enters the history: a post visible in the history
-// always has its index. A second round trip deletes the index of posts the
-// script trimmed, only when it trimmed some.
+// Calls that arrive while another is in Redis are recorded together, in
+// one pipeline (see recorder): under load, one round trip records many
+// posts. Each post's part of the pipeline is the a:<id> index, then the
+// script; the pipeline also deletes the index keys of posts that earlier
+// calls trimmed from a history (staleIndex). Redis runs a connection's
+// commands in order, so a post's index is written before the post enters
+// the history: a post visible in the history always has its index.
 func (s *RedisStore) RecordPost(ctx context.Context, p starling.Post) error {
 	data, err := json.Marshal(p)
 	if err != nil {
 		return fmt.Errorf("accounts: record post: %w", err)
 	}
-	keys := []string{s.keys.User(p.Author), s.keys.Posts(p.Author), s.keys.PostOrder(p.Author), s.keys.Retraction(p.Author, p.ID)}
-	var index *redis.StatusCmd
-	var record *redis.Cmd
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("accounts: record post %s: %w", p.ID, err)
+	}
+	// Once queued, a record rides in a pipeline with a deadline of its own
+	// (recordBatchTimeout), which ctx does not shorten.
+	return s.rec.record(s, &pendingRecord{post: p, data: data, done: make(chan error, 1), lead: make(chan struct{}, 1)})
+}
+
+// recordBatchTimeout bounds one pipeline of records. It is the pipeline's
+// own: the records of several callers ride in it, so no one caller's
+// context may cut it short.
+const recordBatchTimeout = 5 * time.Second
+
+// maxRecordBatch bounds the posts of one pipeline.
+const maxRecordBatch = 128
+
+// recorder groups concurrent RecordPost calls. One caller at a time leads:
+// it sends one pipeline with the records waiting (its own first), hands
+// each caller its result, and passes the lead to the first record still
+// waiting, whose caller sends the next pipeline. A lone call goes out at
+// once, as it would without the recorder; under load a caller waits for at
+// most the pipeline in flight and its own. Callers wait for their result
+// whatever their context says: each pipeline is bounded by
+// recordBatchTimeout, and the lead must find its caller waiting.
+type recorder struct {
+	mu      sync.Mutex
+	waiting []*pendingRecord
+	sending bool
+}
+
+type pendingRecord struct {
+	post starling.Post
+	data []byte
+	done chan error    // the result; buffered, so the leader never blocks
+	lead chan struct{} // the lead, passed to this record's caller; buffered
+}
+
+func (r *recorder) record(s *RedisStore, pr *pendingRecord) error {
+	r.mu.Lock()
+	r.waiting = append(r.waiting, pr)
+	first := !r.sending
+	r.sending = true
+	r.mu.Unlock()
+	if first {
+		r.sendNext(s)
+	}
+	for {
+		select {
+		case err := <-pr.done:
+			return err
+		case <-pr.lead:
+			r.sendNext(s)
+		}
+	}
+}
+
+// sendNext records the records waiting, up to maxRecordBatch, then passes
+// the lead on, or ends the sending if nothing waits.
+func (r *recorder) sendNext(s *RedisStore) {
+	r.mu.Lock()
+	n := min(len(r.waiting), maxRecordBatch)
+	batch := r.waiting[:n:n]
+	r.waiting = r.waiting[n:]
+	r.mu.Unlock()
+	s.recordBatch(batch)
+	r.mu.Lock()
+	if len(r.waiting) == 0 {
+		r.sending = false
+		r.waiting = nil
+		r.mu.Unlock()
+		return
+	}
+	next := r.waiting[0]
+	r.mu.Unlock()
+	next.lead <- struct{}{}
+}
+
+// recordBatch records the posts of batch in one pipeline, and tells each
+// caller its result.
+func (s *RedisStore) recordBatch(batch []*pendingRecord) {
+	ctx, cancel := context.WithTimeout(context.Background(), recordBatchTimeout)
+	defer cancel()
+	stale := s.stale.take()
+	index := make([]*redis.StatusCmd, len(batch))
+	scripts := make([]*redis.Cmd, len(batch))
+	var unlinked *redis.IntCmd
 	_, _ = s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-		index = pipe.Set(ctx, s.keys.PostAuthor(p.ID), p.Author, 0)
-		record = recordPost.EvalSha(ctx, pipe, keys, p.ID, data, s.cfg.RecentPosts)
+		for i, pr := range batch {
+			index[i] = pipe.Set(ctx, s.keys.PostAuthor(pr.post.ID), pr.post.Author, 0)
+			scripts[i] = recordPost.EvalSha(ctx, pipe, s.recordKeys(pr.post), pr.post.ID, pr.data, s.cfg.RecentPosts)
+		}
+		for _, id := range stale {
+			// One key per command: in a cluster the keys live on any slot.
+			unlinked = pipe.Unlink(ctx, s.keys.PostAuthor(id))
+		}
 		return nil
 	})
+	if unlinked != nil && unlinked.Err() != nil {
+		s.stale.put(stale) // the next pipeline tries again
+	}
+	for i, pr := range batch {
+		pr.done <- s.finishRecord(ctx, pr, index[i], scripts[i])
+	}
+}
+
+func (s *RedisStore) recordKeys(p starling.Post) []string {
+	return []string{s.keys.User(p.Author), s.keys.Posts(p.Author), s.keys.PostOrder(p.Author), s.keys.Retraction(p.Author, p.ID)}
+}
+
+// finishRecord repairs what the pipeline could not do for one post, and
+// notes the posts its script trimmed.
+func (s *RedisStore) finishRecord(ctx context.Context, pr *pendingRecord, index *redis.StatusCmd, record *redis.Cmd) error {
+	p := pr.post
 	if err := index.Err(); err != nil {
 		// The script may have run all the same (in a cluster the two keys
 		// live on different nodes): write the index again so that a post in
@@ -71,30 +180,48 @@ func (s *RedisStore) RecordPost(ctx context.Context, p starling.Post) error {
 	}
 	if redis.HasErrorPrefix(record.Err(), "NOSCRIPT") {
 		// The server's script cache is empty (a restart): EVAL loads it.
-		record = recordPost.Eval(ctx, s.rdb, keys, p.ID, data, s.cfg.RecentPosts)
+		record = recordPost.Eval(ctx, s.rdb, s.recordKeys(p), p.ID, pr.data, s.cfg.RecentPosts)
 	}
 	dropped, err := record.StringSlice()
 	if err != nil {
 		return fmt.Errorf("accounts: record post %s: %w", p.ID, err)
 	}
-	return s.dropStatusIndex(ctx, dropped)
+	s.stale.put(dropped)
+	return nil
 }
 
-// dropStatusIndex deletes the a:<id> keys of posts no longer kept.
-func (s *RedisStore) dropStatusIndex(ctx context.Context, ids []string) error {
+// staleIndex collects the ids of posts trimmed from their author's history,
+// whose a:<id> index keys the next RecordPost deletes in its own pipeline,
+// so that trimming costs no round trip of its own. An index key left behind
+// (a crash, a failed delete) only leads GET /v1/statuses/{id} to a missing
+// history entry, that is to a 404. At most maxStale ids wait; past that the
+// oldest are left behind rather than growing a pipeline without bound.
+type staleIndex struct {
+	mu  sync.Mutex
+	ids []string
+}
+
+// maxStale bounds the index keys one RecordPost deletes.
+const maxStale = 256
+
+func (t *staleIndex) put(ids []string) {
 	if len(ids) == 0 {
-		return nil
+		return
 	}
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, id := range ids {
-			p.Del(ctx, s.keys.PostAuthor(id))
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("accounts: drop status index: %w", err)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.ids = append(t.ids, ids...)
+	if extra := len(t.ids) - maxStale; extra > 0 {
+		t.ids = append(t.ids[:0], t.ids[extra:]...)
 	}
-	return nil
+}
+
+func (t *staleIndex) take() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ids := t.ids
+	t.ids = nil
+	return ids
 }
 
 // postPage returns up to ARGV[2] posts older than the lex bound ARGV[1],
@@ -195,4 +322,21 @@ func (s *RedisStore) Retracted(ctx context.Context, author, id string) (bool, er
 		return false, fmt.Errorf("accounts: retraction of %s: %w", id, err)
 	}
 	return n == 1, nil
+}
+
+// dropStatusIndex deletes the a:<id> keys of posts no longer kept.
+func (s *RedisStore) dropStatusIndex(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, id := range ids {
+			p.Del(ctx, s.keys.PostAuthor(id))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("accounts: drop status index: %w", err)
+	}
+	return nil
 }

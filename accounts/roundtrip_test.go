@@ -45,8 +45,9 @@ func (h *roundTrips) count(t *testing.T, f func() error) int64 {
 }
 
 // TestPostPathRoundTrips pins the Redis round trips of POST /v1/statuses:
-// two for the token and display name, one to record the post (two when the
-// history is trimmed).
+// two for the token and display name (the API caches them), one to record
+// the post, trimmed history or not: the index of a trimmed post goes in the
+// next record's pipeline.
 func TestPostPathRoundTrips(t *testing.T) {
 	r := testenv.StartRedis(t)
 	ctx := context.Background()
@@ -75,16 +76,22 @@ func TestPostPathRoundTrips(t *testing.T) {
 	if n := h.count(t, record("02")); n != 1 {
 		t.Errorf("RecordPost: %d round trips, want 1", n)
 	}
-	if n := h.count(t, record("03")); n != 2 {
-		t.Errorf("RecordPost trimming the history: %d round trips, want 2", n)
+	if n := h.count(t, record("03")); n != 1 {
+		t.Errorf("RecordPost trimming the history: %d round trips, want 1", n)
 	}
 	for id, want := range map[string]bool{"01": false, "02": true, "03": true} {
 		if _, ok, err := s.StatusByID(ctx, id); ok != want || err != nil {
 			t.Errorf("StatusByID(%s) = %v %v, want %v", id, ok, err, want)
 		}
 	}
+	if n := h.count(t, record("04")); n != 1 {
+		t.Errorf("RecordPost deleting the index of a trimmed post: %d round trips, want 1", n)
+	}
 	if n, _ := rdb.Exists(ctx, s.keys.PostAuthor("01")).Result(); n != 0 {
-		t.Error("the index of a trimmed post is left")
+		t.Error("the index of the trimmed post is left after the next record")
+	}
+	if n, _ := rdb.Exists(ctx, s.keys.PostAuthor("03")).Result(); n != 1 {
+		t.Error("the index of a kept post is gone")
 	}
 }
 
@@ -148,5 +155,69 @@ func TestTokenLookupRedisDown(t *testing.T) {
 	}
 	if _, _, err := s.UserByTokenHash(context.Background(), "h1"); err == nil || errors.Is(err, starling.ErrUnknownToken) {
 		t.Fatalf("UserByTokenHash with Redis down: %v", err)
+	}
+}
+
+// gate holds the first pipeline until released, so that the test knows
+// every other record is queued behind it.
+type gate struct {
+	roundTrips
+	first   atomic.Bool
+	release chan struct{}
+}
+
+func (g *gate) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	count := g.roundTrips.ProcessPipelineHook(next)
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if g.first.CompareAndSwap(false, true) {
+			<-g.release
+		}
+		return count(ctx, cmds)
+	}
+}
+
+// TestConcurrentRecordsShareRoundTrips: records that arrive while another
+// is in Redis go together in the next pipeline, and each caller gets its own
+// post recorded.
+func TestConcurrentRecordsShareRoundTrips(t *testing.T) {
+	r := testenv.StartRedis(t)
+	ctx := context.Background()
+	rdb := r.Client(t)
+	s, err := NewRedisStore(rdb, subscribers.NewRedisStore(rdb, testenv.Prefix(t)), RedisConfig{Prefix: testenv.Prefix(t), RecentPosts: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateUser(ctx, "alice", "Alice", "h1", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	// Load the script, so that no NOSCRIPT fallback adds a round trip.
+	if err := s.RecordPost(ctx, starling.Post{ID: "00", Author: "alice", Text: "t"}); err != nil {
+		t.Fatal(err)
+	}
+	g := &gate{release: make(chan struct{})}
+	rdb.AddHook(g)
+	const n = 64
+	errs := make(chan error, n)
+	for i := range n {
+		go func() { errs <- s.RecordPost(ctx, starling.Post{ID: fmt.Sprintf("%02d", i+1), Author: "alice", Text: "t"}) }()
+	}
+	testenv.Eventually(t, 5*time.Second, func() bool {
+		s.rec.mu.Lock()
+		defer s.rec.mu.Unlock()
+		return len(s.rec.waiting) == n-1
+	}, "the other records did not queue behind the first pipeline")
+	close(g.release)
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := g.n.Load(); got != 2 {
+		t.Errorf("%d records took %d round trips, want 2 (the first, then all the rest)", n, got)
+	}
+	for i := range n {
+		if _, ok, err := s.StatusByID(ctx, fmt.Sprintf("%02d", i+1)); !ok || err != nil {
+			t.Errorf("post %02d not recorded: %v", i+1, err)
+		}
 	}
 }

@@ -66,6 +66,11 @@ type RedisStore struct {
 	graph Graph
 	keys  rediskeys.Layout
 	cfg   RedisConfig
+	// stale holds the a:<id> index keys of posts trimmed from a history,
+	// deleted in the pipeline of the next RecordPost (posts.go).
+	stale *staleIndex
+	// rec groups concurrent RecordPost calls into one pipeline.
+	rec *recorder
 }
 
 // NewRedisStore returns a store over rdb. The caller owns rdb and closes it.
@@ -77,5 +82,5 @@ func NewRedisStore(rdb redis.UniversalClient, graph Graph, cfg RedisConfig) (*Re
 		return nil, errors.New("accounts: a Graph is required")
 	}
 	cfg = cfg.withDefaults()
-	return &RedisStore{rdb: rdb, graph: graph, keys: rediskeys.Layout{Prefix: cfg.Prefix}, cfg: cfg}, nil
+	return &RedisStore{rdb: rdb, graph: graph, keys: rediskeys.Layout{Prefix: cfg.Prefix}, cfg: cfg, stale: &staleIndex{}, rec: &recorder{}}, nil
 }

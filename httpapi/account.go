@@ -45,6 +45,7 @@ func (s *server) updateUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	prof, err := s.acc.UpdateProfile(r.Context(), username, req.DisplayName, req.Bio)
+	s.auth.forget(username) // posts carry the display name the cache holds
 	switch {
 	case errors.Is(err, starling.ErrUnknownUser):
 		s.noUser(w, username)
@@ -94,6 +95,7 @@ func (s *server) rotateToken(w http.ResponseWriter, r *http.Request) {
 	}
 	token := newToken()
 	err := s.acc.RotateToken(r.Context(), username, hashToken(token))
+	s.auth.forget(username)
 	switch {
 	case errors.Is(err, starling.ErrUnknownUser):
 		s.noUser(w, username)
@@ -117,6 +119,7 @@ func (s *server) deleteUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	err := s.acc.DeleteUser(r.Context(), username)
+	s.auth.forget(username)
 	switch {
 	case errors.Is(err, starling.ErrUnknownUser):
 		s.noUser(w, username)

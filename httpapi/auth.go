@@ -119,7 +119,11 @@ func (s *server) isAdminToken(token string) bool {
 // userByToken looks a user token up by its hash. If it returns false it has
 // answered.
 func (s *server) userByToken(w http.ResponseWriter, r *http.Request, token string) (caller, bool) {
-	user, name, err := s.acc.UserByTokenHash(r.Context(), hashToken(token))
+	hash := hashToken(token)
+	if who, ok := s.auth.get(hash); ok {
+		return who, true
+	}
+	user, name, err := s.acc.UserByTokenHash(r.Context(), hash)
 	switch {
 	case errors.Is(err, starling.ErrUnknownToken):
 		unauthorized(w, "invalid_token", "the bearer token is not valid")
@@ -128,7 +132,9 @@ func (s *server) userByToken(w http.ResponseWriter, r *http.Request, token strin
 		s.fail(w, r, "token lookup", err)
 		return caller{}, false
 	}
-	return caller{user: user, name: name}, true
+	who := caller{user: user, name: name}
+	s.auth.put(hash, who)
+	return who, true
 }
 
 // forbidden answers 403.

@@ -138,6 +138,11 @@ type Config struct {
 	// PublicURL is the address the web pages are reached at
 	// (web.Config.PublicURL); empty means the request's host.
 	PublicURL string
+	// AuthCacheTTL is how long a token's owner is believed without asking
+	// Redis again (DefaultAuthCacheTTL is what the binaries use); zero turns
+	// the cache off. A token rotated or deleted through another replica
+	// keeps working here for at most this long.
+	AuthCacheTTL time.Duration
 }
 
 // Validate reports whether the configuration is usable.
@@ -153,6 +158,8 @@ func (c Config) Validate() error {
 		return errors.New("httpapi: MaxImportBytes must not be negative")
 	case c.SSEHeartbeat < 0:
 		return errors.New("httpapi: SSEHeartbeat must not be negative")
+	case c.AuthCacheTTL < 0:
+		return errors.New("httpapi: AuthCacheTTL must not be negative")
 	}
 	if err := c.RateLimits.Validate(); err != nil {
 		return err
@@ -207,6 +214,7 @@ type server struct {
 	proxies   proxies
 	probes    *health.Handler
 	hub       *Hub
+	auth      *authCache // token owners, for AuthCacheTTL
 	pages     *web.Pages
 }
 
@@ -228,7 +236,8 @@ func New(acc Accounts, graph Followers, pub Publisher, cfg Config) (http.Handler
 		return nil, err
 	}
 	s := &server{acc: acc, graph: graph, pub: pub, cfg: cfg, log: cfg.Logger, ids: newIDSource(), metrics: m,
-		limits: newLimiters(cfg.RateLimits), proxies: normalizePrefixes(cfg.TrustedProxies), hub: cfg.Hub}
+		limits: newLimiters(cfg.RateLimits), proxies: normalizePrefixes(cfg.TrustedProxies), hub: cfg.Hub,
+		auth: newAuthCache(cfg.AuthCacheTTL, time.Now)}
 	s.pages, err = web.New(acc, cfg.Hub, web.Config{
 		Domain: cfg.Domain, PublicURL: cfg.PublicURL, Logger: cfg.Logger, Now: cfg.Now,
 	})

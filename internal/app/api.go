@@ -79,6 +79,7 @@ func apiHandler(ctx context.Context, cfg API, in *infra, hub *httpapi.Hub, log *
 		TrustedProxies: cfg.TrustedProxies,
 		Hub:            hub,
 		PublicURL:      cfg.PublicURL,
+		AuthCacheTTL:   cfg.AuthCacheTTL,
 	})
 }
 

@@ -96,6 +96,9 @@ type API struct {
 	// PublicURL is where the web pages are reached (web.Config.PublicURL);
 	// empty means the request's host.
 	PublicURL string
+	// AuthCacheTTL is how long a token's owner is believed without asking
+	// Redis again (httpapi.Config.AuthCacheTTL); zero turns the cache off.
+	AuthCacheTTL time.Duration
 }
 
 // Env looks a variable up, like os.LookupEnv.
@@ -313,6 +316,7 @@ func ParseAPI(args []string, env Env) (API, error) {
 	b.integer(&c.SSEMaxClients, "sse-max-clients", "STARLING_SSE_MAX_CLIENTS", httpapi.DefaultSSEMaxClients, "event stream (Server-Sent Events) clients this process serves at once")
 	b.integer(&c.SSEMaxPerIP, "sse-max-per-ip", "STARLING_SSE_MAX_PER_IP", httpapi.DefaultSSEMaxPerIP, "event stream clients one client address may hold at once")
 	b.str(&c.PublicURL, "public-url", "STARLING_PUBLIC_URL", "", "address the web pages are reached at, e.g. https://microblog.example.org, for absolute links in feeds and link previews; empty: the request's host")
+	b.duration(&c.AuthCacheTTL, "auth-cache-ttl", "STARLING_AUTH_CACHE_TTL", httpapi.DefaultAuthCacheTTL, "how long a token's owner is believed without asking Redis again; a token rotated or deleted through another API replica works there at most this long; 0 turns the cache off")
 	b.secret(&c.AdminToken, "STARLING_ADMIN_TOKEN")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -335,6 +339,9 @@ func (c API) Validate() error {
 	}
 	if c.MaxPostChars < 1 {
 		errs = append(errs, errors.New("STARLING_MAX_POST_CHARS must be at least 1"))
+	}
+	if c.AuthCacheTTL < 0 {
+		errs = append(errs, errors.New("STARLING_AUTH_CACHE_TTL must not be negative"))
 	}
 	if c.SSEMaxClients < 1 || c.SSEMaxPerIP < 1 {
 		errs = append(errs, errors.New("STARLING_SSE_MAX_CLIENTS and STARLING_SSE_MAX_PER_IP must be at least 1"))
