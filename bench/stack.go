@@ -70,6 +70,13 @@ func (b *bench) startStack() *stack {
 		// The benchmark posts as fast as it can: no per-IP or per-token limit.
 		Env: map[string]string{"STARLING_RATE_IP": "0", "STARLING_RATE_TOKEN": "0"},
 	}
+	// STARLING_* settings in the bench's own environment reach the gateway
+	// and the API (e.g. STARLING_QUEUE_DELAY=50ms go run ./bench ...).
+	for _, kv := range os.Environ() {
+		if k, v, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "STARLING_") {
+			o.Env[k] = v
+		}
+	}
 	if s.procs {
 		o.Processes, o.ExternalNATS = true, true
 	} else {

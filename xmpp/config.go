@@ -60,6 +60,10 @@ type Config struct {
 	Connections int
 }
 
+// DefaultQueueDelay is Config.QueueDelay's default: a small author's post
+// written behind a big fanout waits about this long in the server's queue.
+const DefaultQueueDelay = 20 * time.Millisecond
+
 // defaults holds the value of every field whose zero value means a
 // default (PingTo's depends on Domain: see withDefaults).
 var defaults = Config{
@@ -71,7 +75,7 @@ var defaults = Config{
 	CommandRate:  1,
 	CommandBurst: 10,
 	MaxFollowing: 1000,
-	QueueDelay:   20 * time.Millisecond,
+	QueueDelay:   DefaultQueueDelay,
 	Payload:      PayloadMinimal,
 	Connections:  1,
 }

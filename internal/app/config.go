@@ -72,6 +72,9 @@ type Gateway struct {
 	// XMPPConnections is how many component connections the gateway holds
 	// (xmpp.Config.Connections).
 	XMPPConnections int
+	// QueueDelay is how much of the XMPP server's routing time a big
+	// fanout may keep queued (xmpp.Config.QueueDelay).
+	QueueDelay time.Duration
 	// DeliveryMaxLag is the age past which a post is no longer delivered
 	// (fanout.ConsumerConfig.MaxLag); zero turns the limit off.
 	DeliveryMaxLag time.Duration
@@ -254,6 +257,7 @@ func ParseGateway(args []string, env Env) (Gateway, error) {
 	b.integer(&c.CommandBurst, "command-burst", "STARLING_COMMAND_BURST", 10, "IM commands one JID may send at once")
 	b.integer(&c.MaxFollowing, "max-following", "STARLING_MAX_FOLLOWING", 1000, "most authors one JID may follow")
 	b.str(&c.Payload, "payload", "STARLING_PAYLOAD", string(xmpp.PayloadMinimal), "what a delivery carries: minimal (body and origin-id, what clients show) or atom (adds the Atom entry, for machine consumers)")
+	b.duration(&c.QueueDelay, "queue-delay", "STARLING_QUEUE_DELAY", xmpp.DefaultQueueDelay, "how much of the XMPP server's routing time a big fanout keeps queued: a small author's post waits about this long behind it; more lets a big fanout go faster")
 	b.integer(&c.XMPPConnections, "xmpp-connections", "STARLING_XMPP_CONNECTIONS", 1, "component connections to hold: more where the server balances them (ejabberd); Prosody allows one, and the others stand by")
 	b.duration(&c.DeliveryMaxLag, "delivery-max-lag", "STARLING_DELIVERY_MAX_LAG", fanout.DefaultMaxLag, "age past which a post is no longer delivered (counted and logged); 0 turns the limit off")
 	b.secret(&c.XMPPSecret, "STARLING_XMPP_SECRET")
@@ -281,6 +285,9 @@ func (c Gateway) Validate() error {
 	}
 	if c.ProbeRate <= 0 || c.CommandRate <= 0 || c.CommandBurst < 1 || c.MaxFollowing < 1 {
 		errs = append(errs, errors.New("probe rate, command rate and burst, and max following must be positive"))
+	}
+	if c.QueueDelay <= 0 {
+		errs = append(errs, errors.New("STARLING_QUEUE_DELAY must be positive"))
 	}
 	if c.XMPPConnections < 1 || c.XMPPConnections > maxXMPPConnections {
 		errs = append(errs, fmt.Errorf("STARLING_XMPP_CONNECTIONS must be between 1 and %d", maxXMPPConnections))

@@ -104,6 +104,7 @@ func buildGateway(ctx context.Context, cfg Gateway, in *infra, log *slog.Logger)
 		Domain: cfg.Domain, Addr: cfg.XMPPAddr, Secret: cfg.XMPPSecret, PingTo: cfg.XMPPPingTo,
 		ProbeRate: cfg.ProbeRate, CommandRate: cfg.CommandRate, CommandBurst: cfg.CommandBurst,
 		MaxFollowing: cfg.MaxFollowing, Payload: xmpp.Payload(cfg.Payload), Connections: cfg.XMPPConnections,
+		QueueDelay: cfg.QueueDelay,
 	}, xmpp.WithRelay(relay))
 	if err != nil {
 		return nil, err
