@@ -145,6 +145,11 @@ func TestRedisKeyTable(t *testing.T) {
 		"i:{<user>}:<key>":       l.Idempotency("<user>", "<key>"),
 		"d:{<user>}:<key>":       l.IdempotencyDone("<user>", "<key>"),
 		"x:{<user>}:<post id>":   l.Retraction("<user>", "<post id>"),
+		"dp:{<user>}:<post id>":  l.DeletedPost("<user>", "<post id>"),
+		"j:{<user>}":             l.Links("<user>"),
+		"jl:{<jid>}":             l.JIDLinks("<jid>"),
+		"tk:{<jid>}":             l.Tracking("<jid>"),
+		"k:{<word>}":             l.Trackers("<word>"),
 		"f:{<user>}":             l.Followers("<user>"),
 		"f:{<user>#<k>}":         strings.Replace(l.FollowerShard("<user>", 7), "#7}", "#<k>}", 1),
 		"fp:{<user>}:<post id>":  l.FanoutProgress("<user>", "<post id>"),
@@ -167,9 +172,9 @@ func TestRedisKeyTable(t *testing.T) {
 			t.Errorf("family %s: Layout builds %s", f.Pattern, got)
 		}
 	}
-	// Every key an author or follower owns carries a hash tag, so Cluster
-	// keeps the family's scripts on one slot.
-	tagged := regexp.MustCompile(`\{<(user|jid)>(#<k>)?\}`)
+	// Every key an author, a follower or a tracked word owns carries a
+	// hash tag, so Cluster keeps the family's scripts on one slot.
+	tagged := regexp.MustCompile(`\{<(user|jid|word)>(#<k>)?\}`)
 	for _, f := range rediskeys.Families {
 		if strings.Contains(f.Pattern, "{") && !tagged.MatchString(f.Pattern) {
 			t.Errorf("family %s: braces that are not a hash tag", f.Pattern)

@@ -185,8 +185,12 @@ func (s *RedisStore) IdempotentDone(ctx context.Context, author, key string) (bo
 
 // ReserveRetraction remembers p as the retraction of the author's post id,
 // or returns the retraction reserved by an earlier attempt and true, so that
-// retried deletions publish one retraction (deduplicated by its id).
+// retried deletions publish one retraction (deduplicated by its id). It
+// keeps a copy of the post for the retraction's fanout (DeletedPost).
 func (s *RedisStore) ReserveRetraction(ctx context.Context, author, id string, p starling.Post) (starling.Post, bool, error) {
+	if err := s.keepDeletedPost(ctx, author, id); err != nil {
+		return starling.Post{}, false, err
+	}
 	return s.reserve(ctx, s.keys.Retraction(author, id), p)
 }
 

@@ -14,7 +14,8 @@ import (
 const deletePage = 1000
 
 // DeleteUser removes an author and everything that hangs on them: the token,
-// the followers (through the Graph), the posts and their a:<id> index. It returns starling.ErrUnknownUser if there is no such
+// the linked JIDs, the followers (through the Graph), the posts and their
+// a:<id> index. It returns starling.ErrUnknownUser if there is no such
 // author. The account key goes last, so a deletion cut short is finished by
 // calling DeleteUser again; the token goes first, so the author cannot post
 // meanwhile. Idempotency and retraction records are left to expire (24 h).
@@ -35,6 +36,9 @@ func (s *RedisStore) DeleteUser(ctx context.Context, username string) error {
 		if err := s.rdb.Del(ctx, s.keys.Token(hash)).Err(); err != nil {
 			return fmt.Errorf("accounts: delete user %q: %w", username, err)
 		}
+	}
+	if err := s.dropLinks(ctx, username); err != nil {
+		return err
 	}
 	if err := s.graph.DropFollowers(ctx, username); err != nil {
 		return err

@@ -199,7 +199,9 @@ func TestConcurrentRecordsShareRoundTrips(t *testing.T) {
 	const n = 64
 	errs := make(chan error, n)
 	for i := range n {
-		go func() { errs <- s.RecordPost(ctx, starling.Post{ID: fmt.Sprintf("%02d", i+1), Author: "alice", Text: "t"}) }()
+		go func() {
+			errs <- s.RecordPost(ctx, starling.Post{ID: fmt.Sprintf("%02d", i+1), Author: "alice", Text: "t"})
+		}()
 	}
 	testenv.Eventually(t, 5*time.Second, func() bool {
 		s.rec.mu.Lock()

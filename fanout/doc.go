@@ -21,8 +21,13 @@
 // pipeline stops pulling, lets running handlers finish within a grace
 // period, and releases everything else at once for another gateway.
 //
+// With WithAudience a post also reaches whoever tracks one of its words and
+// the verified JIDs of the users it mentions (MatchKeys, Mentions), merged
+// into the same walk, so into the same pages, batches and lanes, each JID
+// once.
+//
 // The package imports only the domain package. It declares the small
-// interfaces it needs (FollowerPager, BatchSink, StanzaSender, PostRecorder,
-// ProgressStore, RetractionChecker) and the subscribers, accounts and xmpp
-// packages satisfy them implicitly.
+// interfaces it needs (FollowerPager, AudiencePager, MentionStore,
+// BatchSink, StanzaSender, PostRecorder, ProgressStore, RetractionChecker)
+// and the subscribers, accounts and xmpp packages satisfy them implicitly.
 package fanout

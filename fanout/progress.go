@@ -63,6 +63,7 @@ type options struct {
 	progress    ProgressStore
 	retractions RetractionChecker
 	batches     BatchProgress
+	mentions    MentionStore // WithAudience
 }
 
 // WithTracking makes both stages durable and retraction-aware; give the

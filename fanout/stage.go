@@ -53,8 +53,9 @@ func NewFanout(pager FollowerPager, sink BatchSink, metrics *Metrics, opts ...Op
 // errRetracted stops the walk of a post whose deletion has begun.
 var errRetracted = errors.New("fanout: post retracted")
 
-// Fan pages through the author's followers and publishes one batch per page
-// (splitting pages larger than BatchSize). It returns once every batch is
+// Fan pages through the author's followers (and, WithAudience, the post's
+// trackers and mentioned JIDs, merged with them) and publishes one batch
+// per page (splitting pages larger than BatchSize). It returns once every batch is
 // durable, so the caller may then acknowledge the post. progress, if not nil,
 // is called after every page so the caller can keep its message alive.
 //
@@ -97,7 +98,7 @@ func (f *Fanout) Fan(ctx context.Context, post starling.Post, progress func()) (
 		}
 	}
 	page := func(jids []string, last string) error { return w.page(ctx, jids, last) }
-	err = f.pager.WalkFollowers(ctx, post.Author, w.saved.After, BatchSize, post.Retracts != "", page)
+	err = f.walk(ctx, post, w.saved.After, page)
 	switch {
 	case errors.Is(err, errRetracted):
 		// Whatever is in flight may be stored or not: its sends drop it.
@@ -115,6 +116,24 @@ func (f *Fanout) Fan(ctx context.Context, post starling.Post, progress func()) (
 	}
 	f.metrics.fanned(w.batches)
 	return w.batches, nil
+}
+
+// walk pages through the post's recipients after the JID after: the
+// author's followers and, WithAudience, the post's audience merged in.
+func (f *Fanout) walk(ctx context.Context, post starling.Post, after string, page func([]string, string) error) error {
+	all := post.Retracts != ""
+	if f.opt.mentions == nil {
+		return f.pager.WalkFollowers(ctx, post.Author, after, BatchSize, all, page)
+	}
+	ap, ok := f.pager.(AudiencePager)
+	if !ok {
+		return errNoAudiencePager
+	}
+	a, err := f.audience(ctx, post)
+	if err != nil {
+		return err
+	}
+	return ap.WalkAudience(ctx, post.Author, a, after, BatchSize, all, page)
 }
 
 // walk is one attempt at a post's fanout.

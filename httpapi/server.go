@@ -25,6 +25,7 @@ import (
 type Accounts interface {
 	Users
 	Posts
+	JIDLinks
 }
 
 // Users is the account part of the store.
@@ -143,6 +144,9 @@ type Config struct {
 	// the cache off. A token rotated or deleted through another replica
 	// keeps working here for at most this long.
 	AuthCacheTTL time.Duration
+	// JIDCodeTTL is how long a code for linking a JID waits for the JID
+	// to send it; zero means DefaultJIDCodeTTL.
+	JIDCodeTTL time.Duration
 }
 
 // Validate reports whether the configuration is usable.
@@ -160,6 +164,8 @@ func (c Config) Validate() error {
 		return errors.New("httpapi: SSEHeartbeat must not be negative")
 	case c.AuthCacheTTL < 0:
 		return errors.New("httpapi: AuthCacheTTL must not be negative")
+	case c.JIDCodeTTL < 0:
+		return errors.New("httpapi: JIDCodeTTL must not be negative")
 	}
 	if err := c.RateLimits.Validate(); err != nil {
 		return err
@@ -194,6 +200,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SSEHeartbeat == 0 {
 		c.SSEHeartbeat = defaultHeartbeat
+	}
+	if c.JIDCodeTTL == 0 {
+		c.JIDCodeTTL = DefaultJIDCodeTTL
 	}
 	c.RateLimits = c.RateLimits.withDefaults()
 	return c
@@ -281,6 +290,9 @@ func (s *server) routes() {
 		r.Post("/v1/users/{username}/followers/import", s.importFollowers)
 		r.Put("/v1/users/{username}/followers/{jid}", s.putFollower)
 		r.Delete("/v1/users/{username}/followers/{jid}", s.deleteFollower)
+		r.Post("/v1/users/{username}/jids", s.createJIDCode)
+		r.Get("/v1/users/{username}/jids", s.listJIDs)
+		r.Delete("/v1/users/{username}/jids/{jid}", s.deleteJID)
 		r.Post("/v1/statuses", s.postStatus)
 		r.Get("/v1/statuses/{id}", s.getStatus)
 		r.Delete("/v1/statuses/{id}", s.deleteStatus)

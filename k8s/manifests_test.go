@@ -150,7 +150,7 @@ func TestStrictDecoderRejectsUnknownFields(t *testing.T) {
 }
 
 func TestOverlays(t *testing.T) {
-	for _, overlay := range []string{"single", "cluster"} {
+	for _, overlay := range []string{"single", "cluster", "s2s"} {
 		t.Run(overlay, func(t *testing.T) {
 			r := render(t, overlay)
 			t.Run("deployments", r.checkDeployments)
@@ -163,6 +163,7 @@ func TestOverlays(t *testing.T) {
 			t.Run("addresses", r.checkAddresses)
 			t.Run("metrics", r.checkMetricsAnnotations)
 			t.Run("disruption", r.checkDisruptionBudgets)
+			t.Run("s2s", r.checkS2S)
 		})
 	}
 }
@@ -437,7 +438,7 @@ func (r *rendered) secretValue(name, key string) string {
 }
 
 // secretSettings come only from a Secret, never a ConfigMap or a literal.
-var secretSettings = []string{"STARLING_XMPP_SECRET", "STARLING_ADMIN_TOKEN", "STARLING_NATS_TOKEN"}
+var secretSettings = []string{"STARLING_XMPP_SECRET", "STARLING_ADMIN_TOKEN", "STARLING_NATS_TOKEN", "STARLING_S2S_SECRET"}
 
 // checkSettings parses each Starling container's environment with the
 // binary's own parser: it must be valid, every STARLING_* variable must be
@@ -558,6 +559,66 @@ func (r *rendered) reachable(hostPort string) error {
 		}
 	}
 	return fmt.Errorf("%s: Service %s has no port %s", hostPort, svcName, port)
+}
+
+// checkS2S: a gateway in s2s mode listens where a Service publishes port
+// 5269, reads the dialback secret from a Secret, and its certificate and
+// key from files of a mounted Secret; the s2s overlay is in that mode.
+func (r *rendered) checkS2S(t *testing.T) {
+	d := r.deployments["starling-gateway"]
+	c := d.Spec.Template.Spec.Containers[0]
+	env := r.env(c)
+	if env["STARLING_XMPP_MODE"] != "s2s" {
+		if r.overlay == "s2s" {
+			t.Fatalf("s2s: STARLING_XMPP_MODE=%q", env["STARLING_XMPP_MODE"])
+		}
+		return
+	}
+	_, port, err := net.SplitHostPort(env["STARLING_S2S_ADDR"])
+	if err != nil {
+		t.Fatalf("STARLING_S2S_ADDR=%q: %v", env["STARLING_S2S_ADDR"], err)
+	}
+	published := false
+	for _, svc := range r.services {
+		if !labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(d.Spec.Template.Labels)) || len(svc.Spec.Selector) == 0 {
+			continue
+		}
+		for _, p := range svc.Spec.Ports {
+			cp, ok := containerPort(&d.Spec.Template, p.TargetPort)
+			if ok && p.Port == 5269 && strconv.Itoa(int(cp)) == port {
+				published = published || svc.Spec.Type == corev1.ServiceTypeLoadBalancer || svc.Spec.Type == corev1.ServiceTypeNodePort
+			}
+		}
+	}
+	if !published {
+		t.Errorf("no LoadBalancer or NodePort Service publishes port 5269 of the gateway's s2s listener (%s)", env["STARLING_S2S_ADDR"])
+	}
+	if !fromSecret(c, "STARLING_S2S_SECRET") {
+		t.Error("STARLING_S2S_SECRET does not come from a Secret")
+	}
+	for _, file := range []string{env["STARLING_TLS_CERT"], env["STARLING_TLS_KEY"]} {
+		if !r.fromSecretVolume(d, c, file) {
+			t.Errorf("%q is not a key of a Secret mounted in the gateway", file)
+		}
+	}
+}
+
+// fromSecretVolume tells whether path is a key of a Secret volume mounted
+// in c.
+func (r *rendered) fromSecretVolume(d *appsv1.Deployment, c corev1.Container, path string) bool {
+	for _, m := range c.VolumeMounts {
+		dir := strings.TrimSuffix(m.MountPath, "/") + "/"
+		key, ok := strings.CutPrefix(path, dir)
+		if !ok {
+			continue
+		}
+		for _, v := range d.Spec.Template.Spec.Volumes {
+			if v.Name == m.Name && v.Secret != nil && r.secretHas(v.Secret.SecretName, key) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // checkMetricsAnnotations: Starling's pods ask to be scraped on a port

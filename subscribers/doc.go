@@ -5,7 +5,10 @@
 // skipping those who should not get a post now, and keeps each post's
 // fanout progress (Progress, SaveProgress) and its sends in flight
 // (BeginSend, EndSend, Sending), so that a retried fanout resumes where the
-// last attempt stopped and a retraction never overtakes its post.
+// last attempt stopped and a retraction never overtakes its post. It also
+// keeps the track index, the words each JID tracks and the JIDs tracking
+// each word (track.go), which the fanout walks merged with the followers
+// (WalkAudience), each JID once.
 //
 // Keys are built by internal/rediskeys; docs/ARCHITECTURE.md has the table.
 // A follower's keys share the hash tag {<jid>} and an author's follower set

@@ -82,7 +82,11 @@ func (s *RedisStore) WalkFollowers(ctx context.Context, author, after string, co
 	if err := s.shardsChecked(ctx); err != nil {
 		return err
 	}
-	pages := s.pages(author, count, true)
+	return s.walk(ctx, author, s.pages(author, count, true), after, all, page)
+}
+
+// walk pages through what pages reads, as WalkFollowers describes.
+func (s *RedisStore) walk(ctx context.Context, author string, pages followerPages, after string, all bool, page func(jids []string, last string) error) error {
 	if err := pages.start(ctx, after); err != nil {
 		return fmt.Errorf("subscribers: followers of %s: %w", author, err)
 	}
@@ -92,12 +96,19 @@ func (s *RedisStore) WalkFollowers(ctx context.Context, author, after string, co
 	}
 	var states []*redis.SliceCmd
 	var filtered []string
+	scripted := scriptedStates(s.rdb)
+	var script pageStateReader
 	for len(keys) > 0 {
 		last := keys[len(keys)-1]
 		states = states[:0]
+		now := time.Now()
 		if !all || more {
 			_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-				if !all {
+				switch {
+				case all:
+				case scripted:
+					script.queue(ctx, s, p, keys, now)
+				default:
 					for _, jid := range keys {
 						states = append(states, p.HMGet(ctx, s.keys.State(jid), stateFields...))
 					}
@@ -107,16 +118,22 @@ func (s *RedisStore) WalkFollowers(ctx context.Context, author, after string, co
 				}
 				return nil
 			})
-			if err != nil {
+			if err != nil && !redis.HasErrorPrefix(err, "NOSCRIPT") {
 				return fmt.Errorf("subscribers: followers of %s: %w", author, err)
 			}
 		}
 		deliver := keys
 		if !all {
-			now := time.Now()
+			var mask string
+			if scripted {
+				if mask, err = script.mask(ctx, s); err != nil {
+					return fmt.Errorf("subscribers: states of %s's followers: %w", author, err)
+				}
+			}
 			filtered = filtered[:0]
 			for i, jid := range keys {
-				if stateOf(states[i].Val()).deliverable(now) {
+				ok := scripted && i < len(mask) && mask[i] == '1' || !scripted && stateOf(states[i].Val()).deliverable(now)
+				if ok {
 					filtered = append(filtered, jid)
 				}
 			}

@@ -112,21 +112,30 @@ func (p *setPages) next(context.Context) ([]string, bool, error) {
 // more): every follower up to there, in any shard, has been read. When
 // that falls short of a page, because a shard held more than its margin of
 // it, next reads more from the shards holding it back before it returns.
+//
+// The same merge walks a post's audience (mergedPages): the follower
+// shards, the sorted sets of the post's trackers (k:{<word>}) and a fixed
+// list of other JIDs, each a source like a shard. Sources may overlap
+// there, so a JID met in several is paged once (prev).
 type shardPages struct {
 	s     *RedisStore
 	count int // JIDs in a page
-	ask   int // JIDs each shard should hold before a page is cut
 	least int // JIDs asked of a shard at least, when it is read
 	shard []shardBuf
 	page  []string  // reused
 	heap  []headJID // shards with JIDs not paged, by their first such JID
+	prev  string    // the last JID paged (at first, the cursor)
 }
 
 // shardBuf is a shard's part of a walk.
 type shardBuf struct {
-	key  string
-	jids []string // jids[head:] are read and not paged yet
-	head int
+	key string
+	ask int // JIDs it should hold before a page is cut
+	// fixed, when not nil, makes the source a list held in memory,
+	// sorted and without repeats, rather than a sorted set.
+	fixed []string
+	jids  []string // jids[head:] are read and not paged yet
+	head  int
 	// last is the last JID read from the shard (at first, the cursor);
 	// done says that a read gave fewer than it asked: there is no more.
 	last string
@@ -146,14 +155,29 @@ func (s *RedisStore) newShardPages(author string, count int, readAhead bool) *sh
 	p := &shardPages{
 		s:     s,
 		count: count,
-		ask:   ask,
 		least: least,
 		shard: make([]shardBuf, s.shards),
 		page:  make([]string, 0, count),
 		heap:  make([]headJID, 0, s.shards),
 	}
 	for k := range p.shard {
-		p.shard[k].key = s.keys.FollowerShard(author, k)
+		p.shard[k].key, p.shard[k].ask = s.keys.FollowerShard(author, k), ask
+	}
+	return p
+}
+
+// mergedPages reads the author's followers, the trackers of the match keys
+// and the JIDs of the fixed list (sorted, without repeats) together, in
+// JID order, each JID once. A tracker set may be as large as a page, so
+// each is topped up to a page's worth; most hold a few JIDs, and are done
+// after the first read, which start makes for all sources in one pipeline.
+func (s *RedisStore) mergedPages(author string, keys, fixed []string, count int) *shardPages {
+	p := s.newShardPages(author, count, true)
+	for _, key := range keys {
+		p.shard = append(p.shard, shardBuf{key: s.keys.Trackers(key), ask: p.count})
+	}
+	if len(fixed) > 0 {
+		p.shard = append(p.shard, shardBuf{fixed: fixed})
 	}
 	return p
 }
@@ -172,9 +196,18 @@ func shardAsk(count, n int) int {
 }
 
 func (p *shardPages) start(ctx context.Context, after string) error {
+	p.prev = after
 	for k := range p.shard {
 		b := &p.shard[k]
 		b.jids, b.head, b.last, b.done = b.jids[:0], 0, after, false
+		if b.fixed != nil {
+			// Held whole: copied, since paging clears what it pages.
+			from, _ := slices.BinarySearch(b.fixed, after)
+			if from < len(b.fixed) && b.fixed[from] == after {
+				from++
+			}
+			b.jids, b.done = append(b.jids, b.fixed[from:]...), true
+		}
 	}
 	return p.read(ctx, func(b *shardBuf) bool { return true })
 }
@@ -191,7 +224,7 @@ func (p *shardPages) read(ctx context.Context, want func(*shardBuf) bool) error 
 // queue tops up every shard holding less than ask. The shards remember
 // where they are, so after is not needed.
 func (p *shardPages) queue(ctx context.Context, pipe redis.Pipeliner, _ string) {
-	p.queueSome(ctx, pipe, func(b *shardBuf) bool { return len(b.jids)-b.head < p.ask })
+	p.queueSome(ctx, pipe, func(b *shardBuf) bool { return len(b.jids)-b.head < b.ask })
 }
 
 func (p *shardPages) queueSome(ctx context.Context, pipe redis.Pipeliner, want func(*shardBuf) bool) {
@@ -200,7 +233,7 @@ func (p *shardPages) queueSome(ctx context.Context, pipe redis.Pipeliner, want f
 		if b.done || !want(b) {
 			continue
 		}
-		b.asked = max(p.ask-(len(b.jids)-b.head), p.least)
+		b.asked = max(b.ask-(len(b.jids)-b.head), p.least)
 		b.cmd = pipe.ZRangeArgs(ctx, redis.ZRangeArgs{Key: b.key, Start: lexAfter(b.last), Stop: "+", ByLex: true, Count: int64(b.asked)})
 	}
 }
@@ -261,7 +294,8 @@ func (p *shardPages) next(ctx context.Context) ([]string, bool, error) {
 }
 
 // merge appends to the page, in JID order, the shards' JIDs not paged yet,
-// up to bound when bounded, until the page is full.
+// up to bound when bounded, until the page is full. A JID equal to the one
+// paged last is dropped: sources that overlap give it one after the other.
 func (p *shardPages) merge(bound string, bounded bool) {
 	h := p.heap[:0]
 	for k := range p.shard {
@@ -278,7 +312,10 @@ func (p *shardPages) merge(bound string, bounded bool) {
 		if bounded && top.jid > bound {
 			return
 		}
-		p.page = append(p.page, top.jid)
+		if top.jid != p.prev { // the same JID from another source is paged once
+			p.page = append(p.page, top.jid)
+			p.prev = top.jid
+		}
 		b := &p.shard[top.shard]
 		b.jids[b.head] = "" // let it go once paged
 		if b.head++; b.head < len(b.jids) {

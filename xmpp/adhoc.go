@@ -6,11 +6,14 @@ import (
 	"encoding/hex"
 	"encoding/xml"
 	"strings"
+
+	"starling.dev/starling/fanout"
 )
 
-// XEP-0050 ad-hoc commands on the service JID: Follow, Unfollow and
-// Following, as data forms, so that clients such as Gajim show them as menu
-// entries. They are stateless: the submitted form carries all there is.
+// XEP-0050 ad-hoc commands on the service JID: Follow, Unfollow, Following,
+// Track and Untrack, as data forms, so that clients such as Gajim show them
+// as menu entries. They are stateless: the submitted form carries all there
+// is.
 
 type adhocCmd struct {
 	node, name string
@@ -20,6 +23,8 @@ var adhocCommands = []adhocCmd{
 	{node: "follow", name: "Follow an author"},
 	{node: "unfollow", name: "Unfollow an author"},
 	{node: "following", name: "Authors I follow"},
+	{node: "track", name: "Track a word"},
+	{node: "untrack", name: "Untrack a word"},
 }
 
 func adhocCommand(node string) *adhocCmd {
@@ -120,7 +125,7 @@ func (c *Component) adhoc(ctx context.Context, req iqRequest) (xml.TokenReader, 
 		out.Status, out.Form = "executing", form
 		out.Actions = &commandActions{Execute: "complete", Complete: &struct{}{}}
 	default:
-		text, ok := c.runForm(ctx, cmd.node, follower, p.Form.value("user"))
+		text, ok := c.runForm(ctx, cmd.node, follower, p.Form)
 		out.Status = "completed"
 		out.Note = &commandNote{Type: "info", Text: text}
 		if !ok {
@@ -130,39 +135,73 @@ func (c *Component) adhoc(ctx context.Context, req iqRequest) (xml.TokenReader, 
 	return marshal(out), nil
 }
 
-// askForm is the form of Follow (a username) or Unfollow (one of the
-// authors the follower follows).
+// askForm is the form of Follow (a username), Unfollow (one of the
+// authors the follower follows), Track (a word) or Untrack (one of the
+// words the follower tracks).
 func (c *Component) askForm(ctx context.Context, node, follower string) (*dataForm, error) {
-	if node == "follow" {
+	switch node {
+	case "follow":
 		return &dataForm{Type: "form", Title: "Follow an author", Instructions: "Their posts will arrive as chat messages from their address.",
 			Fields: []formField{{Var: "user", Type: "text-single", Label: "Username (alice or alice@" + c.cfg.Domain + ")", Required: &struct{}{}}}}, nil
+	case "track":
+		return &dataForm{Type: "form", Title: "Track a word", Instructions: "Every post containing it will arrive as a chat message from its author's address, whether you follow them or not.",
+			Fields: []formField{{Var: "word", Type: "text-single", Label: "Word, or #tag for the hashtag only", Required: &struct{}{}}}}, nil
+	case "untrack":
+		words, err := c.store.Tracked(ctx, follower)
+		if err != nil {
+			return nil, err
+		}
+		return &dataForm{Type: "form", Title: "Untrack a word", Fields: []formField{listField("word", "Word", words)}}, nil
 	}
 	authors, err := c.store.Following(ctx, follower)
 	if err != nil {
 		return nil, err
 	}
-	f := formField{Var: "user", Type: "list-single", Label: "Author", Required: &struct{}{}}
-	for _, a := range authors {
-		f.Options = append(f.Options, formOption{Label: a, Value: a})
-	}
-	return &dataForm{Type: "form", Title: "Unfollow an author", Fields: []formField{f}}, nil
+	return &dataForm{Type: "form", Title: "Unfollow an author", Fields: []formField{listField("user", "Author", authors)}}, nil
 }
 
-// runForm performs a submitted Follow or Unfollow and returns the note.
-func (c *Component) runForm(ctx context.Context, node, follower, arg string) (string, bool) {
-	user, ok, reason := ParseUser(arg, c.cfg.Domain)
-	if !ok {
-		return reason, false
+// listField is a required choice of one of values.
+func listField(name, label string, values []string) formField {
+	f := formField{Var: name, Type: "list-single", Label: label, Required: &struct{}{}}
+	for _, v := range values {
+		f.Options = append(f.Options, formOption{Label: v, Value: v})
 	}
+	return f
+}
+
+// runForm performs a submitted Follow, Unfollow, Track or Untrack and
+// returns the note.
+func (c *Component) runForm(ctx context.Context, node, follower string, form *dataForm) (string, bool) {
 	var text string
 	var err error
-	if node == "follow" {
-		text, _, err = c.im.Follow(ctx, follower, user)
-	} else {
-		text, err = c.im.Unfollow(ctx, follower, user)
+	switch node {
+	case "track", "untrack":
+		word := form.value("word")
+		if _, ok := fanout.TrackKey(word); !ok {
+			return notAWord(word), false
+		}
+		if node == "track" {
+			text, err = c.im.Track(ctx, follower, word)
+		} else {
+			text, err = c.im.Untrack(ctx, follower, word)
+		}
+	default:
+		user, ok, reason := ParseUser(form.value("user"), c.cfg.Domain)
+		if !ok {
+			return reason, false
+		}
+		if node == "follow" {
+			text, _, err = c.im.Follow(ctx, follower, user)
+		} else {
+			text, err = c.im.Unfollow(ctx, follower, user)
+		}
+		if err != nil {
+			return c.im.failure(Verb(node), user, err), false
+		}
+		return text, true
 	}
 	if err != nil {
-		return c.im.failure(Verb(node), user, err), false
+		return c.im.failure(Verb(node), "", err), false
 	}
 	return text, true
 }

@@ -21,6 +21,12 @@ const (
 	VerbWhois     Verb = "whois"
 	VerbOn        Verb = "on"
 	VerbOff       Verb = "off"
+	VerbTrack     Verb = "track"
+	VerbUntrack   Verb = "untrack"
+	VerbTracking  Verb = "tracking"
+	VerbMentions  Verb = "mentions"
+	VerbVerify    Verb = "verify"
+	VerbPost      Verb = "post"
 )
 
 var verbs = map[string]Verb{
@@ -32,6 +38,12 @@ var verbs = map[string]Verb{
 	"whois": VerbWhois,
 	"on":    VerbOn,
 	"off":   VerbOff, "stop": VerbOff, "quit": VerbOff,
+	"track":    VerbTrack,
+	"untrack":  VerbUntrack,
+	"tracking": VerbTracking,
+	"mentions": VerbMentions,
+	"verify":   VerbVerify,
+	"post":     VerbPost, "p": VerbPost,
 }
 
 // takesUser reports whether the verb names an author (given, or implied by
@@ -44,6 +56,19 @@ func (v Verb) takesUser() bool {
 	return false
 }
 
+// argsFit reports whether a verb that names no author takes n arguments.
+func (v Verb) argsFit(n int) bool {
+	switch v {
+	case VerbFollowing, VerbMentions:
+		return n <= 1
+	case VerbTrack, VerbUntrack:
+		return n == 1
+	case VerbVerify, VerbPost:
+		return n >= 1
+	}
+	return n == 0
+}
+
 // Command is one parsed IM command.
 type Command struct {
 	// Verb is empty when the first word is not a known command.
@@ -52,6 +77,9 @@ type Command struct {
 	Word string
 	// Args are the remaining words.
 	Args []string
+	// Rest is the body after the first word, as written (line breaks
+	// kept), without the whitespace around it: the text of a post.
+	Rest string
 }
 
 // ParseCommand reads a message body as a command: case-insensitive verb,
@@ -62,7 +90,8 @@ func ParseCommand(body string) Command {
 		return Command{}
 	}
 	word := fields[0]
-	return Command{Verb: verbs[strings.ToLower(word)], Word: word, Args: fields[1:]}
+	rest := strings.TrimLeftFunc(body, unicode.IsSpace)[len(word):]
+	return Command{Verb: verbs[strings.ToLower(word)], Word: word, Args: fields[1:], Rest: strings.TrimSpace(rest)}
 }
 
 // ParseUser turns what a follower typed for an author (alice, @alice,

@@ -92,3 +92,18 @@ func FuzzParseCommand(f *testing.F) {
 		}
 	})
 }
+
+func TestParseCommandRest(t *testing.T) {
+	cases := map[string]string{
+		"post hello":                   "hello",
+		"  P   two\n lines  \n":        "two\n lines",
+		"post\tdon't  squeeze  spaces": "don't  squeeze  spaces",
+		"post":                         "",
+		"\u00a0post\u00a0hi":           "hi",
+	}
+	for body, want := range cases {
+		if got := ParseCommand(body).Rest; got != want {
+			t.Errorf("ParseCommand(%q).Rest = %q, want %q", body, got, want)
+		}
+	}
+}

@@ -32,6 +32,13 @@ type Component struct {
 
 	relay Relay // nil: answers that are not ours are dropped
 
+	// fed, when set, makes the component the XMPP server of its domain
+	// (s2s mode, s2s.go): it federates through fed instead of connecting
+	// to a server as a component.
+	fed Federation
+	// domainPacers pace deliveries per remote server in s2s mode.
+	domainPacers pacers
+
 	mu    sync.Mutex // guards live, turn, ready and gone
 	live  []*link
 	turn  int           // the last live link current chose
@@ -43,7 +50,11 @@ var _ fanout.StanzaSender = (*Component)(nil)
 
 // New returns a component; call Run to connect it. metrics may be nil.
 func New(store Store, metrics *Metrics, log *slog.Logger, cfg Config, opts ...Option) (*Component, error) {
-	if err := cfg.Validate(); err != nil {
+	var o Component
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if err := cfg.validate(o.fed != nil); err != nil {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
@@ -63,9 +74,10 @@ func New(store Store, metrics *Metrics, log *slog.Logger, cfg Config, opts ...Op
 		pingTo:   jid.MustParse(cfg.PingTo),
 		gone:     closed(),
 	}
-	for _, o := range opts {
-		o(c)
+	for _, opt := range opts {
+		opt(c)
 	}
+	c.domainPacers.target = cfg.QueueDelay
 	return c, nil
 }
 

@@ -15,14 +15,17 @@ type Config struct {
 	// Domain is the component's domain, e.g. microblog.example.org.
 	// Required.
 	Domain string
-	// Addr is the XMPP server's component port (host:port). Required.
+	// Addr is the XMPP server's component port (host:port). Required,
+	// except in s2s mode (WithFederation).
 	Addr string
-	// Secret is the component secret shared with the server. Required.
+	// Secret is the component secret shared with the server. Required,
+	// except in s2s mode.
 	Secret string
 	// PingTo is the JID the delivery round-trip pings go to; empty means
 	// the parent domain of Domain (microblog.example.org → example.org),
 	// which is the XMPP server's own host in the usual setup, or Domain
-	// itself when it has no parent.
+	// itself when it has no parent. Unused in s2s mode, where each chunk's
+	// ping goes to the remote server its messages went to.
 	PingTo string
 	// PingTimeout bounds the wait, after a batch is written, for the
 	// answers to its pings; zero means 10 s.
@@ -80,9 +83,16 @@ var defaults = Config{
 	Connections:  1,
 }
 
-// Validate reports whether the configuration is usable.
-func (c Config) Validate() error {
-	if c.Domain == "" || c.Addr == "" || c.Secret == "" {
+// Validate reports whether the configuration is usable for a component.
+func (c Config) Validate() error { return c.validate(false) }
+
+// validate is Validate; federated (s2s mode, see WithFederation) needs
+// neither Addr nor Secret: there is no server to connect to.
+func (c Config) validate(federated bool) error {
+	if c.Domain == "" {
+		return errors.New("xmpp: Domain is required")
+	}
+	if !federated && (c.Addr == "" || c.Secret == "") {
 		return errors.New("xmpp: Domain, Addr and Secret are required")
 	}
 	if _, err := jid.Parse(c.Domain); err != nil {

@@ -46,8 +46,12 @@ var _ fanout.LinkWatcher = (*Component)(nil)
 
 // Run keeps Config.Connections connections up, each reconnecting with its
 // own backoff, until ctx ends; then it closes the streams politely and
-// returns nil.
+// returns nil. In s2s mode (WithFederation) it serves the domain instead,
+// and fails if it cannot listen.
 func (c *Component) Run(ctx context.Context) error {
+	if c.fed != nil {
+		return c.runS2S(ctx)
+	}
 	// The handlers' workers (work.go) live as long as Run.
 	defer c.startWork(ctx)()
 	var wg sync.WaitGroup
@@ -174,16 +178,23 @@ func (c *Component) dial(ctx context.Context) (l *link, endDial func(), err erro
 // function that stops them, waits for them and releases the probe lease
 // (if l took it): they belong to the connection and end with it.
 func (c *Component) probe(ctx context.Context, l *link) (stop func()) {
+	return c.probeWith(ctx, l.id, func(b []byte) error { return c.writeRaw(l, b) })
+}
+
+// probeWith starts the presence probes, as the holder of the probe lease,
+// written by write, and returns the function that stops them, waits for
+// them and releases the lease.
+func (c *Component) probeWith(ctx context.Context, holder string, write func([]byte) error) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		c.probeAll(ctx, l.id, func(b []byte) error { return c.writeRaw(l, b) })
+		c.probeAll(ctx, holder, write)
 	}()
 	return func() {
 		cancel()
 		<-done
-		c.releaseProbeLease(l.id)
+		c.releaseProbeLease(holder)
 	}
 }
 

@@ -38,6 +38,9 @@ var _ fanout.ConfirmingSender = (*Component)(nil)
 // must return at once (store the number, signal a channel); it may still
 // be called just after DeliverBatchTracked has returned an error.
 func (c *Component) DeliverBatchTracked(ctx context.Context, b fanout.Batch, confirmed func(n int)) error {
+	if c.fed != nil {
+		return c.deliverS2S(ctx, b, confirmed)
+	}
 	l := c.current()
 	if l == nil {
 		return errNotConnected

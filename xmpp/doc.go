@@ -5,4 +5,8 @@
 // Every JID at the component's domain is answered here, so no roster is ever
 // loaded: the service JID is the bare domain and each author is
 // <username>@<domain>.
+//
+// In s2s mode (WithFederation) the same component is the XMPP server of its
+// domain: it federates with followers' servers itself, through package s2s,
+// and its handlers and deliveries work as they do over the component stream.
 package xmpp

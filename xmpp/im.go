@@ -19,6 +19,11 @@ type IM struct {
 	log          *slog.Logger
 	now          func() time.Time
 	maxFollowing int64
+	// maxTrack caps the words one JID may track (WithMaxTrack).
+	maxTrack int
+	// posting publishes posts by IM; nil when it is not enabled
+	// (WithPosting).
+	posting *posting
 }
 
 // followingPage is how many authors one "following" reply lists.
@@ -27,7 +32,7 @@ const followingPage = 20
 // newIM returns the command interpreter for the component at domain. A JID
 // may follow at most maxFollowing authors (Config.MaxFollowing, defaulted).
 func newIM(domain string, store Store, maxFollowing int, log *slog.Logger) *IM {
-	return &IM{domain: domain, store: store, log: log, now: time.Now, maxFollowing: int64(maxFollowing)}
+	return &IM{domain: domain, store: store, log: log, now: time.Now, maxFollowing: int64(maxFollowing), maxTrack: DefaultMaxTrack}
 }
 
 // Answer is the outcome of one command.
@@ -66,7 +71,7 @@ func (im *IM) Answer(ctx context.Context, from, author, body string) Answer {
 		case target == "":
 			return Answer{Text: usage(cmd.Verb)}
 		}
-	} else if len(cmd.Args) > 0 && !(cmd.Verb == VerbFollowing && len(cmd.Args) == 1) {
+	} else if !cmd.Verb.argsFit(len(cmd.Args)) {
 		return Answer{Text: usage(cmd.Verb)}
 	}
 	ans, err := im.run(ctx, cmd, from, target)
@@ -103,6 +108,18 @@ func (im *IM) run(ctx context.Context, cmd Command, from, target string) (Answer
 		text, err = im.last(ctx, target)
 	case VerbWhois:
 		text, err = im.whois(ctx, target)
+	case VerbTrack:
+		text, err = im.Track(ctx, from, cmd.Args[0])
+	case VerbUntrack:
+		text, err = im.Untrack(ctx, from, cmd.Args[0])
+	case VerbTracking:
+		text, err = im.tracking(ctx, from)
+	case VerbMentions:
+		text, err = im.mentions(ctx, from, cmd.Args)
+	case VerbVerify:
+		text, err = im.verify(ctx, from, strings.Join(cmd.Args, ""))
+	case VerbPost:
+		text, err = im.post(ctx, from, target, cmd.Rest)
 	case VerbOff:
 		err = im.store.SetPaused(ctx, from, true)
 		text = "Deliveries paused: you get no posts until you send “on”. Nothing is kept for you meanwhile."
@@ -231,6 +248,11 @@ func (im *IM) help() string {
 		"off — pause all deliveries (also: stop, quit); on — resume\n" +
 		"last <user> — their latest post (also: get)\n" +
 		"whois <user> — who they are\n" +
+		"track <word> — get every post containing the word, from anyone (#tag: the hashtag only)\n" +
+		"untrack <word> — stop; tracking — the words you track\n" +
+		"mentions off — no posts that only mention you; mentions on — again\n" +
+		"verify <code> — link this address to your author account (ask for the code with POST /v1/users/<you>/jids)\n" +
+		"post <text> — publish a post, from a verified address (also: p)\n" +
 		"help — this text\n" +
 		"<user> may be alice, @alice or alice@" + im.domain + ". Sent to alice@" + im.domain + " itself, “follow” alone follows alice."
 }
@@ -252,6 +274,14 @@ func usage(v Verb) string {
 		return fmt.Sprintf("Usage: %s <user>, for example “%s alice”.", v, v)
 	case VerbFollowing:
 		return "Usage: following [page], for example “following 2”."
+	case VerbTrack, VerbUntrack:
+		return fmt.Sprintf("Usage: %s <word>, one word or #tag, for example “%s golang”.", v, v)
+	case VerbMentions:
+		return "Usage: mentions on, or mentions off."
+	case VerbVerify:
+		return "Usage: verify <code>, with the code your author account was given."
+	case VerbPost:
+		return "Usage: post <text>, for example “post Hello from my Jabber client”."
 	default:
 		return fmt.Sprintf("Usage: %s (it takes no arguments).", v)
 	}

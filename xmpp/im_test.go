@@ -22,6 +22,13 @@ type fakeGraph struct {
 	posts   map[string][]starling.Post
 	paused  map[string]bool
 	err     error
+	// The track index, JID links and posts by IM (track_test.go,
+	// post_test.go).
+	tracked    map[string]map[string]bool // jid → keys
+	links      map[string]map[string]bool // jid → author → verified
+	codes      map[string][2]string       // code → {jid, author}
+	noMentions map[string]bool
+	recorded   []starling.Post
 }
 
 func newFakeGraph() *fakeGraph {

@@ -24,6 +24,12 @@ type pacer struct {
 	since    time.Time
 	last     time.Time // of the latest confirmation
 	now      func() time.Time
+	// path is the round trip a chunk takes however short the server's
+	// queue: the smallest seen lately (see observe). Zero unless observed:
+	// a component's pings come straight back from the server.
+	path      time.Duration
+	pathMin   time.Duration // the smallest round trip of this period
+	pathSince time.Time     // the period's start
 }
 
 // The window's bounds, in stanzas: the window starts at the first, which
@@ -90,7 +96,7 @@ func (p *pacer) release(n int, confirmed bool) {
 		} else {
 			p.rate = 0.7*p.rate + 0.3*r
 		}
-		p.window = clamp(int(p.rate*p.target.Seconds()), p.min, p.max)
+		p.window = clamp(int(p.rate*(p.target+p.path).Seconds()), p.min, p.max)
 		p.since, p.counted = now, 0
 	}
 }
@@ -101,4 +107,72 @@ func (p *pacer) chunk() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return clamp(p.window/4, 25, 250)
+}
+
+// pathPeriod is how long a smallest round trip is remembered: long enough
+// to have seen the queue empty, short enough to follow a route that
+// changed.
+const pathPeriod = 10 * time.Second
+
+// observe records the round trip of one confirmed chunk, from its write to
+// its answer. In s2s mode the answer comes back through the remote server's
+// own stream to us, a delay that is not queueing at that server: the
+// window covers the smallest recent round trip on top of the target, or a
+// longer path alone would shrink it to its minimum and leave the remote
+// server idle between chunks.
+func (p *pacer) observe(rtt time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now()
+	if p.pathMin == 0 || rtt < p.pathMin {
+		p.pathMin = rtt
+	}
+	if now.Sub(p.pathSince) >= pathPeriod {
+		p.path, p.pathMin, p.pathSince = p.pathMin, 0, now
+	} else if p.path == 0 || p.pathMin < p.path {
+		p.path = p.pathMin
+	}
+}
+
+// idle reports whether nothing is in flight.
+func (p *pacer) idle() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.inflight == 0
+}
+
+// pacers are s2s mode's pacers, one per remote domain, made on first use:
+// each remote server routes at its own speed, and a slow one must not hold
+// up deliveries to the others.
+type pacers struct {
+	target time.Duration // QueueDelay
+
+	mu sync.Mutex
+	m  map[string]*pacer
+}
+
+// maxPacers bounds the remote domains whose pacers are kept; beyond it the
+// idle ones are forgotten (their measured rates with them).
+const maxPacers = 1024
+
+// get returns domain's pacer.
+func (ps *pacers) get(domain string) *pacer {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if p := ps.m[domain]; p != nil {
+		return p
+	}
+	if ps.m == nil {
+		ps.m = map[string]*pacer{}
+	}
+	if len(ps.m) >= maxPacers {
+		for d, p := range ps.m {
+			if p.idle() {
+				delete(ps.m, d)
+			}
+		}
+	}
+	p := newPacer(ps.target, minWindow, maxWindow)
+	ps.m[domain] = p
+	return p
 }

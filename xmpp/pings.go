@@ -3,6 +3,7 @@ package xmpp
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"strings"
 	"sync"
 	"time"
 )
@@ -22,26 +23,33 @@ type pings struct {
 	waiting map[string]pending
 }
 
-// pending is one ping: the link it was written on, when it was
-// registered, and what to call with its outcome.
+// pending is one ping: the link it was written on (in s2s mode, the
+// outbound stream), the domain whose answer alone confirms it (s2s mode;
+// empty in component mode, where the reader checks the sender), when it
+// was registered, and what to call with its outcome.
 type pending struct {
-	l    *link
+	on   any
+	from string
 	at   time.Time
 	done func(error)
 }
 
 func newPings() *pings { return &pings{waiting: make(map[string]pending)} }
 
-// add registers a new ping to be written on l and returns its id; done is
-// called once, with nil when the server answers it or the reason it never
-// will.
-func (p *pings) add(l *link, done func(error)) string {
+// add registers a new ping to be written on (a link, or an s2s stream) and
+// returns its id; done is called once, with nil when the server answers it
+// or the reason it never will.
+func (p *pings) add(on any, done func(error)) string { return p.addFrom(on, "", done) }
+
+// addFrom is add for a ping that only an answer from the domain from
+// confirms (s2s mode: the remote server the ping went to).
+func (p *pings) addFrom(on any, from string, done func(error)) string {
 	var b [pingIDBytes]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
 	id := pingPrefix + hex.EncodeToString(b[:])
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.waiting[id] = pending{l: l, at: time.Now(), done: done}
+	p.waiting[id] = pending{on: on, from: from, at: time.Now(), done: done}
 	return id
 }
 
@@ -79,13 +87,31 @@ func (p *pings) resolve(id string, err error) bool {
 	return ok
 }
 
-// failLink resolves with err every ping written on l (the link is gone, so
-// their answers will never come).
-func (p *pings) failLink(l *link, err error) {
+// settleFrom confirms ping id with an answer from the domain from, if the
+// ping is waiting for that domain's answer. It reports whether the id is
+// waiting here at all: an answer from the wrong domain is ignored, while
+// one this gateway is not waiting for may be another replica's.
+func (p *pings) settleFrom(id, from string) (waiting bool) {
+	p.mu.Lock()
+	w, ok := p.waiting[id]
+	match := ok && strings.EqualFold(w.from, from)
+	if match {
+		delete(p.waiting, id)
+	}
+	p.mu.Unlock()
+	if match {
+		w.done(nil)
+	}
+	return ok
+}
+
+// failLink resolves with err every ping written on (a link, or an s2s
+// stream): it is gone, so their answers will never come.
+func (p *pings) failLink(on any, err error) {
 	var failed []func(error)
 	p.mu.Lock()
 	for id, w := range p.waiting {
-		if w.l == l {
+		if w.on == on {
 			failed = append(failed, w.done)
 			delete(p.waiting, id)
 		}

@@ -53,10 +53,47 @@ type ProbeLeaser interface {
 	ReleaseProbeLease(ctx context.Context, holder string) error
 }
 
+// Tracks is the track index as the IM commands need it: keys are
+// fanout.TrackKey's.
+type Tracks interface {
+	// Track makes jid track key unless it tracks limit keys already
+	// (full); added is false when it tracked key before.
+	Track(ctx context.Context, jid, key string, limit int) (added, full bool, err error)
+	// Untrack reports whether jid tracked key.
+	Untrack(ctx context.Context, jid, key string) (bool, error)
+	// Tracked returns the keys jid tracks, sorted.
+	Tracked(ctx context.Context, jid string) ([]string, error)
+}
+
+// Links are the JIDs authors linked to their accounts, as the IM commands
+// verify <code>, post and mentions need them.
+type Links interface {
+	// VerifyJID checks a code jid sent and returns the author it is now
+	// verified for (already: it was, by this code). A refused code is an
+	// error with a method VerifyRefused() (reason string, left int), the
+	// reason "none", "wrong" (left: tries before the codes are void),
+	// "expired" or "burned".
+	VerifyJID(ctx context.Context, jid, code string, now time.Time) (user string, already bool, err error)
+	// VerifiedAuthors returns the authors jid is verified for, sorted.
+	VerifiedAuthors(ctx context.Context, jid string) ([]string, error)
+	// SetMentions and MentionsOn keep whether jid takes the posts that
+	// mention an author it is verified for.
+	SetMentions(ctx context.Context, jid string, on bool) error
+	MentionsOn(ctx context.Context, jid string) (bool, error)
+}
+
+// PostRecorder keeps a post published by IM in its author's history.
+type PostRecorder interface {
+	RecordPost(ctx context.Context, p starling.Post) error
+}
+
 // Store is everything the component keeps in its store.
 type Store interface {
 	Follows
 	Authors
 	Presences
 	Subscriptions
+	Tracks
+	Links
+	PostRecorder
 }

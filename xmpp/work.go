@@ -107,6 +107,9 @@ func (c *Component) send(toks []xml.Token) error {
 	if len(toks) == 0 {
 		return nil
 	}
+	if c.fed != nil {
+		return c.sendS2S(toks) // s2s mode: to each recipient's server
+	}
 	l := c.current()
 	if l == nil {
 		return errNotConnected

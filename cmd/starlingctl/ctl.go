@@ -32,10 +32,16 @@ Commands:
   followers import NAME FILE|-              stream JIDs, one per line, to NAME's followers (admin);
                                             progress on stderr, summary as JSON on stdout
   followers export NAME                     print NAME's followers, one JID per line (admin or owner)
+  jids add NAME JID [--token TOKEN]         ask for a code that links JID to NAME (the owner's token);
+                                            prints {"jid","code","expires_at"}: send "verify CODE"
+                                            from that JID to the service JID
+  jids list NAME                            NAME's linked JIDs, one a line: JID, verified or code,
+                                            when verified or when the code expires (admin or owner)
+  jids rm NAME JID                          unlink JID from NAME (admin or owner)
 
 Options:
   --url URL      the API ($STARLINGCTL_URL, default http://127.0.0.1:8080)
-  --token TOKEN  bearer token ($STARLING_ADMIN_TOKEN); post needs the user's token
+  --token TOKEN  bearer token ($STARLING_ADMIN_TOKEN); post and jids add need the user's token
 
 Exit codes: 0 done; 1 the API answered an error or could not be reached;
 2 usage error; 3 import done but some lines were invalid (listed on stderr).
@@ -131,6 +137,9 @@ func (c *ctl) dispatch(ctx context.Context, args []string) error {
 	}
 	if args[0] == "post" {
 		return c.post(ctx, args[1:])
+	}
+	if args[0] == "jids" && len(args) >= 2 {
+		return c.jids(ctx, args[1], args[2:])
 	}
 	return fmt.Errorf("%w: unknown command %q", errUsage, strings.Join(args, " "))
 }

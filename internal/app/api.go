@@ -80,6 +80,7 @@ func apiHandler(ctx context.Context, cfg API, in *infra, hub *httpapi.Hub, log *
 		Hub:            hub,
 		PublicURL:      cfg.PublicURL,
 		AuthCacheTTL:   cfg.AuthCacheTTL,
+		JIDCodeTTL:     cfg.JIDCodeTTL,
 	})
 }
 

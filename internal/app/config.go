@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"starling.dev/starling/accounts"
 	"starling.dev/starling/fanout"
 	"starling.dev/starling/httpapi"
+	"starling.dev/starling/s2s"
 	"starling.dev/starling/subscribers"
 	"starling.dev/starling/web"
 	"starling.dev/starling/xmpp"
@@ -78,6 +80,26 @@ type Gateway struct {
 	// DeliveryMaxLag is the age past which a post is no longer delivered
 	// (fanout.ConsumerConfig.MaxLag); zero turns the limit off.
 	DeliveryMaxLag time.Duration
+	// XMPPMode is "component" (XEP-0114 to a local XMPP server) or "s2s"
+	// (the gateway is the XMPP server of Domain and federates itself).
+	XMPPMode string
+	// S2SAddr is where remote servers connect in s2s mode.
+	S2SAddr string
+	// S2SHosts maps remote domains to host:port, before DNS (s2s mode).
+	S2SHosts map[string]string
+	// S2SSecret keys the dialback keys, the same on every replica (from
+	// the environment only; required in s2s mode).
+	S2SSecret string
+	// TLSCert and TLSKey are the s2s certificate and key files; with them
+	// STARTTLS is offered and used.
+	TLSCert, TLSKey string
+	// S2SInsecure allows federating without TLS.
+	S2SInsecure bool
+	// MaxTrack caps the words one JID may track (xmpp.WithMaxTrack).
+	MaxTrack int
+	// MaxPostChars is the longest post by IM, as the API's for the REST
+	// API (xmpp.PostConfig.MaxPostChars).
+	MaxPostChars int
 }
 
 // API is the configuration of cmd/api.
@@ -102,6 +124,9 @@ type API struct {
 	// AuthCacheTTL is how long a token's owner is believed without asking
 	// Redis again (httpapi.Config.AuthCacheTTL); zero turns the cache off.
 	AuthCacheTTL time.Duration
+	// JIDCodeTTL is how long a code for linking a JID waits
+	// (httpapi.Config.JIDCodeTTL).
+	JIDCodeTTL time.Duration
 }
 
 // Env looks a variable up, like os.LookupEnv.
@@ -260,9 +285,24 @@ func ParseGateway(args []string, env Env) (Gateway, error) {
 	b.duration(&c.QueueDelay, "queue-delay", "STARLING_QUEUE_DELAY", xmpp.DefaultQueueDelay, "how much of the XMPP server's routing time a big fanout keeps queued: a small author's post waits about this long behind it; more lets a big fanout go faster")
 	b.integer(&c.XMPPConnections, "xmpp-connections", "STARLING_XMPP_CONNECTIONS", 1, "component connections to hold: more where the server balances them (ejabberd); Prosody allows one, and the others stand by")
 	b.duration(&c.DeliveryMaxLag, "delivery-max-lag", "STARLING_DELIVERY_MAX_LAG", fanout.DefaultMaxLag, "age past which a post is no longer delivered (counted and logged); 0 turns the limit off")
+	b.integer(&c.MaxTrack, "max-track", "STARLING_MAX_TRACK", xmpp.DefaultMaxTrack, "most words (and #tags) one JID may track")
+	b.integer(&c.MaxPostChars, "max-post-chars", "STARLING_MAX_POST_CHARS", starling.DefaultMaxPostChars, "longest post by IM, in Unicode code points (set it as the API's)")
+	b.str(&c.XMPPMode, "xmpp-mode", "STARLING_XMPP_MODE", ModeComponent, "component (XEP-0114 to a local XMPP server) or s2s (the gateway is the XMPP server of its domain)")
+	b.str(&c.S2SAddr, "s2s-addr", "STARLING_S2S_ADDR", ":5269", "s2s mode: where remote servers connect")
+	var s2sHosts string
+	b.str(&s2sHosts, "s2s-hosts", "STARLING_S2S_HOSTS", "", "s2s mode: domain=host:port,... used before DNS SRV and A/AAAA")
+	b.str(&c.TLSCert, "tls-cert", "STARLING_TLS_CERT", "", "s2s mode: certificate file (PEM); with the key, STARTTLS is offered and used")
+	b.str(&c.TLSKey, "tls-key", "STARLING_TLS_KEY", "", "s2s mode: the certificate's key file (PEM)")
+	b.boolean(&c.S2SInsecure, "s2s-insecure", "STARLING_S2S_INSECURE", false, "s2s mode: allow federating without TLS (tests, closed networks)")
+	b.secret(&c.S2SSecret, "STARLING_S2S_SECRET")
 	b.secret(&c.XMPPSecret, "STARLING_XMPP_SECRET")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	if hosts, err := s2s.ParseHosts(s2sHosts); err != nil {
+		b.err = errors.Join(b.err, fmt.Errorf("STARLING_S2S_HOSTS: %w", err))
+	} else {
+		c.S2SHosts = hosts
 	}
 	if b.err != nil {
 		return c, b.err
@@ -280,9 +320,7 @@ func (c Gateway) Validate() error {
 	if c.Domain == "" {
 		errs = append(errs, errors.New("STARLING_XMPP_DOMAIN is required"))
 	}
-	if c.XMPPSecret == "" {
-		errs = append(errs, errors.New("STARLING_XMPP_SECRET is required"))
-	}
+	errs = append(errs, c.validateMode()...)
 	if c.ProbeRate <= 0 || c.CommandRate <= 0 || c.CommandBurst < 1 || c.MaxFollowing < 1 {
 		errs = append(errs, errors.New("probe rate, command rate and burst, and max following must be positive"))
 	}
@@ -295,10 +333,47 @@ func (c Gateway) Validate() error {
 	if c.DeliveryMaxLag < 0 {
 		errs = append(errs, errors.New("STARLING_DELIVERY_MAX_LAG must not be negative"))
 	}
+	if c.MaxTrack < 1 || c.MaxPostChars < 1 {
+		errs = append(errs, errors.New("STARLING_MAX_TRACK and STARLING_MAX_POST_CHARS must be at least 1"))
+	}
 	if _, err := xmpp.ParsePayload(c.Payload); err != nil {
 		errs = append(errs, fmt.Errorf("STARLING_PAYLOAD: %q is not a payload profile: use minimal or atom", c.Payload))
 	}
 	return errors.Join(errs...)
+}
+
+// The XMPP modes (STARLING_XMPP_MODE).
+const (
+	ModeComponent = "component"
+	ModeS2S       = "s2s"
+)
+
+// validateMode checks what the XMPP mode requires: the component secret,
+// or the dialback secret and TLS (or leave to do without).
+func (c Gateway) validateMode() []error {
+	switch c.XMPPMode {
+	case ModeComponent:
+		if c.XMPPSecret == "" {
+			return []error{errors.New("STARLING_XMPP_SECRET is required")}
+		}
+	case ModeS2S:
+		var errs []error
+		if c.S2SSecret == "" {
+			errs = append(errs, errors.New("STARLING_S2S_SECRET is required in s2s mode"))
+		}
+		if (c.TLSCert == "") != (c.TLSKey == "") {
+			errs = append(errs, errors.New("STARLING_TLS_CERT and STARLING_TLS_KEY go together"))
+		} else if c.TLSCert == "" && !c.S2SInsecure {
+			errs = append(errs, errors.New("s2s mode needs STARLING_TLS_CERT and STARLING_TLS_KEY, or STARLING_S2S_INSECURE=true to federate without TLS"))
+		}
+		if _, _, err := net.SplitHostPort(c.S2SAddr); err != nil {
+			errs = append(errs, fmt.Errorf("STARLING_S2S_ADDR: %w", err))
+		}
+		return errs
+	default:
+		return []error{fmt.Errorf("STARLING_XMPP_MODE: %q: use %s or %s", c.XMPPMode, ModeComponent, ModeS2S)}
+	}
+	return nil
 }
 
 // consumerConfig is the pipeline's tuning from the settings.
@@ -323,6 +398,7 @@ func ParseAPI(args []string, env Env) (API, error) {
 	b.integer(&c.SSEMaxClients, "sse-max-clients", "STARLING_SSE_MAX_CLIENTS", httpapi.DefaultSSEMaxClients, "event stream (Server-Sent Events) clients this process serves at once")
 	b.integer(&c.SSEMaxPerIP, "sse-max-per-ip", "STARLING_SSE_MAX_PER_IP", httpapi.DefaultSSEMaxPerIP, "event stream clients one client address may hold at once")
 	b.str(&c.PublicURL, "public-url", "STARLING_PUBLIC_URL", "", "address the web pages are reached at, e.g. https://microblog.example.org, for absolute links in feeds and link previews; empty: the request's host")
+	b.duration(&c.JIDCodeTTL, "jid-code-ttl", "STARLING_JID_CODE_TTL", httpapi.DefaultJIDCodeTTL, "how long a code for linking a JID (POST /v1/users/{username}/jids) waits for the JID to send it")
 	b.duration(&c.AuthCacheTTL, "auth-cache-ttl", "STARLING_AUTH_CACHE_TTL", httpapi.DefaultAuthCacheTTL, "how long a token's owner is believed without asking Redis again; a token rotated or deleted through another API replica works there at most this long; 0 turns the cache off")
 	b.secret(&c.AdminToken, "STARLING_ADMIN_TOKEN")
 	if err := fs.Parse(args); err != nil {
@@ -349,6 +425,9 @@ func (c API) Validate() error {
 	}
 	if c.AuthCacheTTL < 0 {
 		errs = append(errs, errors.New("STARLING_AUTH_CACHE_TTL must not be negative"))
+	}
+	if c.JIDCodeTTL <= 0 {
+		errs = append(errs, errors.New("STARLING_JID_CODE_TTL must be positive"))
 	}
 	if c.SSEMaxClients < 1 || c.SSEMaxPerIP < 1 {
 		errs = append(errs, errors.New("STARLING_SSE_MAX_CLIENTS and STARLING_SSE_MAX_PER_IP must be at least 1"))

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	"starling.dev/starling/fanout"
 	"starling.dev/starling/internal/health"
 	"starling.dev/starling/internal/pingrelay"
+	"starling.dev/starling/s2s"
 	"starling.dev/starling/subscribers"
 	"starling.dev/starling/xmpp"
 )
@@ -100,17 +102,26 @@ func buildGateway(ctx context.Context, cfg Gateway, in *infra, log *slog.Logger)
 	// Answers to this gateway's pings may arrive on another replica's
 	// connection, and theirs on ours: they travel over NATS.
 	relay := pingrelay.New(in.nc.Conn, log)
+	mode, err := modeOption(cfg, reg, log)
+	if err != nil {
+		return nil, err
+	}
 	comp, err := xmpp.New(st, xmpp.NewMetrics(reg), log, xmpp.Config{
 		Domain: cfg.Domain, Addr: cfg.XMPPAddr, Secret: cfg.XMPPSecret, PingTo: cfg.XMPPPingTo,
 		ProbeRate: cfg.ProbeRate, CommandRate: cfg.CommandRate, CommandBurst: cfg.CommandBurst,
 		MaxFollowing: cfg.MaxFollowing, Payload: xmpp.Payload(cfg.Payload), Connections: cfg.XMPPConnections,
 		QueueDelay: cfg.QueueDelay,
-	}, xmpp.WithRelay(relay))
+	}, mode, xmpp.WithRelay(relay), xmpp.WithMaxTrack(cfg.MaxTrack),
+		// Verified JIDs post by IM as the API posts: same rules, a durable
+		// publish to POSTS, the record in the history.
+		xmpp.WithPosting(fanout.NewPostPublisher(in.js), xmpp.PostConfig{MaxPostChars: cfg.MaxPostChars}))
 	if err != nil {
 		return nil, err
 	}
 	track := fanout.WithTracking(st.graphStore, st.accountStore) // resumable fanouts, retractions
-	fan := fanout.NewFanout(st.graphStore, fanout.NewJetStreamSink(in.js), metrics, track)
+	// Trackers of a post's words and its mentioned users' JIDs are walked
+	// with the followers.
+	fan := fanout.NewFanout(st.graphStore, fanout.NewJetStreamSink(in.js), metrics, track, fanout.WithAudience(st.accountStore))
 	// A redelivered batch skips the recipients the server confirmed.
 	send := fanout.NewSend(comp, 0, metrics, track, fanout.WithBatchProgress(st.graphStore))
 	// The pipeline records every post it fans out: the API's own record
@@ -126,6 +137,31 @@ func buildGateway(ctx context.Context, cfg Gateway, in *infra, log *slog.Logger)
 	return &gateway{cfg: cfg, log: log, in: in, comp: comp, relay: relay, pipe: pipe, ops: ops}, nil
 }
 
+// modeOption is the XMPP mode as a component option: in s2s mode the
+// gateway federates through its own s2s server (its certificate loaded
+// here); in component mode nothing changes.
+func modeOption(cfg Gateway, reg prometheus.Registerer, log *slog.Logger) (xmpp.Option, error) {
+	if cfg.XMPPMode != ModeS2S {
+		return func(*xmpp.Component) {}, nil
+	}
+	var tlsConf *tls.Config
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("STARLING_TLS_CERT, STARLING_TLS_KEY: %w", err)
+		}
+		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}}
+	}
+	fed, err := s2s.New(s2s.Config{
+		Domain: cfg.Domain, Addr: cfg.S2SAddr, Secret: cfg.S2SSecret, TLS: tlsConf,
+		Insecure: cfg.S2SInsecure, Hosts: cfg.S2SHosts,
+	}, log, s2s.NewMetrics(reg))
+	if err != nil {
+		return nil, err
+	}
+	return xmpp.WithFederation(fed), nil
+}
+
 // serve runs the ops listener, the pipeline and the component until ctx
 // ends or one of them fails, and returns once all three have stopped. The
 // component outlives the pipeline, so no delivery meets a closed stream.
@@ -137,7 +173,11 @@ func (gw *gateway) serve(ctx context.Context, hooks GatewayHooks) error {
 	if hooks.MetricsListening != nil {
 		hooks.MetricsListening(ln.Addr().String())
 	}
-	gw.log.Info("gateway starting", "domain", gw.cfg.Domain, "xmpp", gw.cfg.XMPPAddr,
+	xmppAddr := gw.cfg.XMPPAddr
+	if gw.cfg.XMPPMode == ModeS2S {
+		xmppAddr = "s2s on " + gw.cfg.S2SAddr
+	}
+	gw.log.Info("gateway starting", "domain", gw.cfg.Domain, "xmpp", xmppAddr,
 		"nats", gw.in.natsURL, "metrics", ln.Addr().String())
 
 	srv := &http.Server{Handler: gw.ops, ReadHeaderTimeout: 5 * time.Second}

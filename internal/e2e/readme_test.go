@@ -447,7 +447,7 @@ func TestReadmeConfigTable(t *testing.T) {
 		t.Fatal("README.md has no ## Configuration section")
 	}
 	table, _, _ = strings.Cut(table, "\n## ")
-	rowRE := regexp.MustCompile("^\\| `(STARLING_[A-Z_]+)` \\| ([^|]+) \\| (both|gateway|api) \\| ([^|]+) \\|")
+	rowRE := regexp.MustCompile("^\\| `(STARLING_[A-Z0-9_]+)` \\| ([^|]+) \\| (both|gateway|api) \\| ([^|]+) \\|")
 	listed := map[string]bool{}
 	sc := bufio.NewScanner(strings.NewReader(table))
 	for sc.Scan() {

@@ -3,10 +3,11 @@
 // Families lists each key family with its meaning; docs/ARCHITECTURE.md has
 // the same table, and a test keeps the two equal.
 //
-// Keys of one author share the hash tag {<username>} and keys of one follower
-// the tag {<bare jid>}, so Redis Cluster keeps each group on one slot and the
-// scripts over a group run there. Nothing writes two families of different
-// tags in one command or script.
+// Keys of one author share the hash tag {<username>}, keys of one follower
+// the tag {<bare jid>} and the trackers of one word the tag {<word>}, so
+// Redis Cluster keeps each group on one slot and the scripts over a group
+// run there. Nothing writes two families of different tags in one command
+// or script.
 package rediskeys
 
 import "strconv"
@@ -32,6 +33,9 @@ var Families = []Family{
 	{"i:{<user>}:<key>", "string", "accounts", "idempotency record of one POST /v1/statuses (post JSON, 24 h)"},
 	{"d:{<user>}:<key>", "string", "accounts", "marks the post of an idempotency record as published (24 h)"},
 	{"x:{<user>}:<post id>", "string", "accounts", "retraction reserved for deleting that post (24 h)"},
+	{"dp:{<user>}:<post id>", "string", "accounts", "JSON of a post whose deletion began, so that its retraction reaches the post's trackers and mentioned JIDs (24 h)"},
+	{"j:{<user>}", "set", "accounts", "bare JIDs the author linked or asked a code for (their state is in jl:)"},
+	{"jl:{<jid>}", "hash", "accounts", "the JID's links: username → c:<code sha256>:<expiry ms> (code waiting) or v:<code sha256>:<verified ms>; !fails (wrong codes in a row), !nomentions"},
 	{"f:{<user>}", "sorted set", "subscribers", "bare JIDs of the author's followers, all scored 0 (walked in JID order); with several follower shards, shard 0 of them"},
 	{"f:{<user>#<k>}", "sorted set", "subscribers", "shard k (1 to the shard count − 1) of the author's followers, when STARLING_FOLLOWER_SHARDS > 1: a JID is in shard FNV-1a(JID) mod the count; each shard its own slot"},
 	{"fp:{<user>}:<post id>", "hash", "subscribers", "fanout progress of a post: after (last JID walked), next (batch number), done (8 days; 1 hour once done)"},
@@ -40,6 +44,8 @@ var Families = []Family{
 	{"g:<jid>", "hash", "subscribers", "usernames the JID follows → \"1\" (a listpack while small)"},
 	{"s:{<jid>}", "hash", "subscribers", "follower state: off, presence, asked, granted, bounces, unreachable"},
 	{"o:{<jid>}", "set", "subscribers", "the JID's resources online"},
+	{"tk:{<jid>}", "set", "subscribers", "the words and #tags the JID tracks (at most STARLING_MAX_TRACK)"},
+	{"k:{<word>}", "sorted set", "subscribers", "bare JIDs tracking the word or #tag (case-folded), all scored 0, walked with the author's followers"},
 	{"pg", "hash", "subscribers", "bare JID → our JID it granted its presence to (probe targets)"},
 	{"pl", "string", "subscribers", "presence-probe lease: id of the component link that probes after a (re)connect, the others skip (30 s, released when that link ends)"},
 	{"cfg", "hash", "subscribers", "settings fixed once data exists, recorded by the first process to start: follower_shards"},
@@ -105,6 +111,24 @@ func (l Layout) Sending(user, id string) string {
 func (l Layout) BatchProgress(user, batchID string) string {
 	return l.Prefix + "bp:{" + user + "}:" + batchID
 }
+
+// DeletedPost is dp:{<user>}:<post id>.
+func (l Layout) DeletedPost(user, id string) string {
+	return l.Prefix + "dp:{" + user + "}:" + id
+}
+
+// Links is j:{<user>}.
+func (l Layout) Links(user string) string { return l.Prefix + "j:{" + user + "}" }
+
+// JIDLinks is jl:{<jid>}.
+func (l Layout) JIDLinks(jid string) string { return l.Prefix + "jl:{" + jid + "}" }
+
+// Tracking is tk:{<jid>}.
+func (l Layout) Tracking(jid string) string { return l.Prefix + "tk:{" + jid + "}" }
+
+// Trackers is k:{<word>}: a match key (fanout.MatchKeys) never holds a
+// brace, so the whole key is the hash tag.
+func (l Layout) Trackers(word string) string { return l.Prefix + "k:{" + word + "}" }
 
 // Following is g:<jid>.
 func (l Layout) Following(jid string) string { return l.Prefix + "g:" + jid }
