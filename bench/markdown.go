@@ -135,8 +135,21 @@ func (r *results) writeMarkdown(path string, b *bench, v view, sz sizes) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
+	// The hand-run Go benchmarks' section, below handRunMarker, is kept
+	// from the file being replaced: those figures come from `go test -bench`
+	// runs, not from this tool.
+	if old, err := os.ReadFile(path); err == nil {
+		if i := strings.Index(string(old), handRunMarker); i >= 0 {
+			w.WriteString("\n")
+			w.WriteString(string(old[i:]))
+		}
+	}
 	return os.WriteFile(path, []byte(w.String()), 0o644)
 }
+
+// handRunMarker heads the part of BENCHMARKS.md written by hand from `go
+// test -bench` runs, which a new report keeps.
+const handRunMarker = "## Go micro-benchmarks (hand-run)"
 
 func table(w *strings.Builder, figs []figure) {
 	if len(figs) == 0 {
