@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # scripts/deps.sh — make sure the system tools Starling's tests and `make run` need are installed.
 #
-#   scripts/deps.sh              prosody, redis-server, chromium and chromium-driver (the web pages'
-#                                browser test drives headless Chromium), and curl (the README tour)
+#   scripts/deps.sh              prosody (with lua-unbound, for the s2s tests' DNS), redis-server,
+#                                chromium and chromium-driver (the web pages' browser test drives
+#                                headless Chromium), and curl (the README tour)
 #   scripts/deps.sh --ejabberd   the same plus ejabberd
 #
 # Missing packages come from Debian's archive. As root the script runs `apt-get update` (once) and
@@ -46,6 +47,13 @@ if $with_ejabberd; then
 fi
 
 missing=()
+# Packages without a binary of their own, checked with dpkg: lua-unbound lets Prosody resolve the
+# s2s tests' domains through their own DNS server (internal/testenv/dns.go).
+for pkg in lua-unbound; do
+	if ! dpkg -s "$pkg" >/dev/null 2>&1; then
+		missing+=("$pkg")
+	fi
+done
 for pair in "${wanted[@]}"; do
 	bin=${pair%%:*}
 	pkg=${pair#*:}
@@ -58,7 +66,7 @@ for pair in "${wanted[@]}"; do
 done
 
 if ((${#missing[@]} == 0)); then
-	echo "deps.sh: all present ($(go version | awk '{print $3}'); ${wanted[*]%%:*})"
+	echo "deps.sh: all present ($(go version | awk '{print $3}'); ${wanted[*]%%:*} lua-unbound)"
 	exit 0
 fi
 

@@ -50,11 +50,11 @@ var _ fanout.StanzaSender = (*Component)(nil)
 
 // New returns a component; call Run to connect it. metrics may be nil.
 func New(store Store, metrics *Metrics, log *slog.Logger, cfg Config, opts ...Option) (*Component, error) {
-	var o Component
+	var bare Component // to learn the mode before validating
 	for _, opt := range opts {
-		opt(&o)
+		opt(&bare)
 	}
-	if err := cfg.validate(o.fed != nil); err != nil {
+	if err := cfg.validate(bare.fed != nil); err != nil {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()

@@ -14,7 +14,10 @@ type Relay interface {
 	Forward(id string)
 }
 
-// Option configures a Component beyond its Config.
+// Option configures a Component beyond its Config. New applies the
+// options twice: first to a bare Component, to learn the mode (see
+// WithFederation), then to the one it returns; an option must only set
+// fields, and cope with a Component that has nothing else set.
 type Option func(*Component)
 
 // WithRelay makes the component forward the ping answers that are not its
