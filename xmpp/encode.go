@@ -3,8 +3,9 @@ package xmpp
 import (
 	"bufio"
 	"fmt"
-	"time"
 	"unicode/utf8"
+
+	"starling.dev/starling/internal/atom"
 
 	"starling.dev/starling"
 )
@@ -22,14 +23,10 @@ type Delivery struct {
 
 // Namespaces of the delivery payloads.
 const (
-	nsAtom     = "http://www.w3.org/2005/Atom"
 	nsRetract  = "urn:xmpp:message-retract:1"
 	nsFallback = "urn:xmpp:fallback:0"
 	nsHints    = "urn:xmpp:hints"
 )
-
-// atomTitleChars bounds the Atom entry's title; the content has it all.
-const atomTitleChars = 80
 
 // Payload is what a delivery carries besides the body and origin-id that
 // every delivery has (the gateway's STARLING_PAYLOAD).
@@ -80,39 +77,13 @@ func NewDelivery(domain string, payload Payload, p starling.Post) *Delivery {
 		tail = appendText(tail, p.Text)
 		tail = append(tail, `</body>`...)
 		if payload == PayloadAtom {
-			tail = appendAtom(tail, domain, author, p)
+			tail = atom.AppendEntry(tail, atom.Entry{Domain: domain}, p)
 		}
 	}
 	tail = append(tail, `<origin-id xmlns="`+nsSID+`" id="`...)
 	tail = appendAttr(tail, p.ID)
 	tail = append(tail, `"/></message>`...)
 	return &Delivery{head: head, tail: tail}
-}
-
-// appendAtom appends the post as an Atom entry (RFC 4287), as identi.ca's
-// bot did.
-func appendAtom(b []byte, domain, author string, p starling.Post) []byte {
-	name := p.AuthorDisplayName()
-	published := p.CreatedAt.UTC().Format(time.RFC3339Nano)
-	b = append(b, `<entry xmlns="`+nsAtom+`"><id>tag:`...)
-	b = appendText(b, domain)
-	b = append(b, ',')
-	b = append(b, p.CreatedAt.UTC().Format(time.DateOnly)...)
-	b = append(b, ":post:"...)
-	b = appendText(b, p.ID)
-	b = append(b, `</id><title>`...)
-	b = appendText(b, truncate(p.Text, atomTitleChars))
-	b = append(b, `</title><published>`...)
-	b = append(b, published...)
-	b = append(b, `</published><updated>`...)
-	b = append(b, published...)
-	b = append(b, `</updated><author><name>`...)
-	b = appendText(b, name)
-	b = append(b, `</name><uri>xmpp:`...)
-	b = appendText(b, author)
-	b = append(b, `</uri></author><content type="text">`...)
-	b = appendText(b, p.Text)
-	return append(b, `</content></entry>`...)
 }
 
 // appendRetraction appends an XEP-0424 retraction of the post p.Retracts
@@ -161,55 +132,8 @@ func attrSafe[T string | []byte](s T) bool {
 	return true
 }
 
-// appendText appends s escaped as character data. Characters XML cannot
-// carry, and invalid UTF-8, are dropped: the API refuses them, and this is
-// the last guard before the wire. A CR is written as a reference so that a
-// parser does not turn it into a LF.
-func appendText(dst []byte, s string) []byte {
-	return appendEscaped(dst, s, false)
-}
+// appendText and appendAttr escape as every hand-written byte of Starling
+// is escaped (atom.AppendText, atom.AppendAttr).
+func appendText(dst []byte, s string) []byte { return atom.AppendText(dst, s) }
 
-// appendAttr appends s escaped for a double- or single-quoted attribute.
-func appendAttr[T string | []byte](dst []byte, s T) []byte {
-	return appendEscaped(dst, s, true)
-}
-
-func appendEscaped[T string | []byte](dst []byte, s T, attr bool) []byte {
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			i++
-			switch {
-			case c == '&':
-				dst = append(dst, "&amp;"...)
-			case c == '<':
-				dst = append(dst, "&lt;"...)
-			case c == '>':
-				dst = append(dst, "&gt;"...)
-			case c == '\r':
-				dst = append(dst, "&#xD;"...)
-			case attr && c == '"':
-				dst = append(dst, "&quot;"...)
-			case attr && c == '\'':
-				dst = append(dst, "&apos;"...)
-			case attr && c == '\n':
-				dst = append(dst, "&#xA;"...)
-			case attr && c == '\t':
-				dst = append(dst, "&#x9;"...)
-			case c < 0x20 && c != '\n' && c != '\t':
-				// illegal in XML 1.0: dropped
-			default:
-				dst = append(dst, c)
-			}
-			continue
-		}
-		// At most one rune's bytes are converted, which needs no
-		// allocation when s is a []byte.
-		_, size, ok := starling.XMLRuneAt(string(s[i:min(len(s), i+utf8.UTFMax)]), 0)
-		if ok {
-			dst = append(dst, s[i:i+size]...)
-		}
-		i += size
-	}
-	return dst
-}
+func appendAttr[T string | []byte](dst []byte, s T) []byte { return atom.AppendAttr(dst, s) }

@@ -10,6 +10,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"starling.dev/starling/internal/atom"
+
 	"starling.dev/starling"
 	"starling.dev/starling/fanout"
 )
@@ -266,7 +268,7 @@ func TestDeliveryAtomEntry(t *testing.T) {
 	if e.Author.Name != "Alice <A&B>" || e.Author.URI != "xmpp:alice@mb.example" {
 		t.Errorf("author %+v", e.Author)
 	}
-	if n := utf8.RuneCountInString(e.Title); n != atomTitleChars+1 || !strings.HasSuffix(e.Title, "…") {
+	if n := utf8.RuneCountInString(e.Title); n != atom.TitleChars+1 || !strings.HasSuffix(e.Title, "…") {
 		t.Errorf("title %q (%d characters)", e.Title, n)
 	}
 }

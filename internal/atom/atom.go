@@ -81,13 +81,15 @@ func Truncate(s string, n int) string {
 
 // AppendText appends s escaped as character data. Characters XML 1.0
 // cannot carry, and invalid UTF-8, are dropped; a CR is written as a
-// reference so that a parser does not turn it into a LF.
-func AppendText(dst []byte, s string) []byte { return appendEscaped(dst, s, false) }
+// reference so that a parser does not turn it into a LF. The delivery
+// stanzas (package xmpp) escape with it too: one escaping for every byte
+// Starling writes by hand.
+func AppendText[T string | []byte](dst []byte, s T) []byte { return appendEscaped(dst, s, false) }
 
 // AppendAttr appends s escaped for a quoted attribute value.
-func AppendAttr(dst []byte, s string) []byte { return appendEscaped(dst, s, true) }
+func AppendAttr[T string | []byte](dst []byte, s T) []byte { return appendEscaped(dst, s, true) }
 
-func appendEscaped(dst []byte, s string, attr bool) []byte {
+func appendEscaped[T string | []byte](dst []byte, s T, attr bool) []byte {
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
@@ -116,7 +118,9 @@ func appendEscaped(dst []byte, s string, attr bool) []byte {
 			}
 			continue
 		}
-		_, size, ok := starling.XMLRuneAt(s, i)
+		// At most one rune's bytes are converted, which needs no
+		// allocation when s is a []byte.
+		_, size, ok := starling.XMLRuneAt(string(s[i:min(len(s), i+utf8.UTFMax)]), 0)
 		if ok {
 			dst = append(dst, s[i:i+size]...)
 		}
