@@ -132,17 +132,8 @@ func (s *server) followerTarget(w http.ResponseWriter, r *http.Request) (string,
 		return "", "", false
 	}
 	username := chi.URLParam(r, "username")
-	raw := chi.URLParam(r, "jid")
-	if r.URL.RawPath != "" {
-		// chi routed on the escaped path; a JID may hold an escaped "/".
-		var err error
-		if raw, err = url.PathUnescape(raw); err != nil {
-			raw = ""
-		}
-	}
-	bare, err := s.normalizeJID(raw)
-	if err != nil {
-		writeProblem(w, invalidJID(err.Error()))
+	bare, ok := s.jidParam(w, r)
+	if !ok {
 		return "", "", false
 	}
 	if !s.userMustExist(w, r, username) {
@@ -162,4 +153,23 @@ func isTextPlain(ct string) bool {
 	}
 	media, _, _ := strings.Cut(ct, ";")
 	return strings.EqualFold(strings.TrimSpace(media), "text/plain")
+}
+
+// jidParam returns the bare JID of the route's {jid} parameter. If it
+// returns false it has answered.
+func (s *server) jidParam(w http.ResponseWriter, r *http.Request) (string, bool) {
+	raw := chi.URLParam(r, "jid")
+	if r.URL.RawPath != "" {
+		// chi routed on the escaped path; a JID may hold an escaped "/".
+		var err error
+		if raw, err = url.PathUnescape(raw); err != nil {
+			raw = ""
+		}
+	}
+	bare, err := s.normalizeJID(raw)
+	if err != nil {
+		writeProblem(w, invalidJID(err.Error()))
+		return "", false
+	}
+	return bare, true
 }

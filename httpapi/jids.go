@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -140,17 +139,8 @@ func (s *server) deleteJID(w http.ResponseWriter, r *http.Request) {
 		forbidden(w, "only the owner or the admin may unlink these JIDs")
 		return
 	}
-	raw := chi.URLParam(r, "jid")
-	if r.URL.RawPath != "" {
-		// chi routed on the escaped path; a JID may hold an escaped "/".
-		var err error
-		if raw, err = url.PathUnescape(raw); err != nil {
-			raw = ""
-		}
-	}
-	bare, err := s.normalizeJID(raw)
-	if err != nil {
-		writeProblem(w, invalidJID(err.Error()))
+	bare, ok := s.jidParam(w, r)
+	if !ok {
 		return
 	}
 	if !s.userMustExist(w, r, username) {
