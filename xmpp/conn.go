@@ -66,6 +66,10 @@ func (c *Component) Run(ctx context.Context) error {
 // errPingTimeout fails a chunk whose ping went unanswered for PingTimeout.
 var errPingTimeout = errors.New("xmpp: no answer to a delivery ping")
 
+// errPingRefused fails a chunk whose ping the server answered with an
+// error: a server that is going down bounces what it still holds.
+var errPingRefused = errors.New("xmpp: the server answered a delivery ping with an error")
+
 // expirePings fails, until ctx ends, every delivery ping left unanswered
 // for PingTimeout, whatever its batch is doing meanwhile (waiting for room
 // in the pacer's window, writing, or waiting for its answers).

@@ -65,13 +65,22 @@ func (c *Component) handleIQ(t xmlstream.TokenReadEncoder, start *xml.StartEleme
 		return c.undecodableIQ(t, start)
 	}
 	switch stanza.IQType(in.Type) {
-	case stanza.ResultIQ, stanza.ErrorIQ:
-		// Any answer, even an error, proves the server has routed
-		// everything written before the ping; but only the server's own
-		// answer does: anyone can send us a result. It may be another
-		// replica's (see Relay).
+	case stanza.ResultIQ:
+		// The server's result proves it has routed everything written
+		// before the ping; but only the server's own answer does: anyone
+		// can send us a result. It may be another replica's (see Relay).
 		if strings.HasPrefix(in.ID, pingPrefix) && c.fromPingTarget(in.From) {
 			c.answered(in.ID)
+		}
+		return nil
+	case stanza.ErrorIQ:
+		// An error proves nothing: a server shutting down answers the
+		// stanzas it still holds with errors, the messages before the
+		// ping among them, so the chunk is sent again. (Another replica's
+		// ping, answered with an error here, times out there and is sent
+		// again too.)
+		if strings.HasPrefix(in.ID, pingPrefix) && c.fromPingTarget(in.From) {
+			c.pings.resolve(in.ID, errPingRefused)
 		}
 		return nil
 	case stanza.GetIQ, stanza.SetIQ:

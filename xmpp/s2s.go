@@ -100,10 +100,16 @@ func (h s2sHandler) HandleStanza(r xml.TokenReader, start *xml.StartElement) {
 				from = a.Value
 			}
 		}
-		if (typ == string(stanza.ResultIQ) || typ == string(stanza.ErrorIQ)) && strings.HasPrefix(id, pingPrefix) {
+		if typ == string(stanza.ResultIQ) && strings.HasPrefix(id, pingPrefix) {
 			// The s2s layer has checked that from's domain is
 			// authenticated; the ping checks it is the one it went to.
 			c.answeredS2S(id, domainOf(from))
+			return
+		}
+		if typ == string(stanza.ErrorIQ) && strings.HasPrefix(id, pingPrefix) {
+			// An error proves nothing was routed (a server going down
+			// bounces what it holds): the ping is left to time out, and
+			// its chunk is sent again.
 			return
 		}
 	}
