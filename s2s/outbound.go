@@ -36,6 +36,7 @@ type Outbound struct {
 
 	out       *xmlOut // set before open is closed
 	lastWrite atomic.Int64
+	writers   atomic.Int32 // Write calls under way: a busy stream gets a sibling (Server.outbound)
 
 	connMu sync.Mutex // guards conn, replaced by STARTTLS
 	conn   net.Conn
@@ -65,6 +66,16 @@ func (o *Outbound) Secure() bool {
 // Done is closed when the stream has ended.
 func (o *Outbound) Done() <-chan struct{} { return o.done }
 
+// isReady reports whether the stream is authenticated.
+func (o *Outbound) isReady() bool {
+	select {
+	case <-o.ready:
+		return true
+	default:
+		return false
+	}
+}
+
 // errNotReady refuses writes on a stream not authenticated yet.
 var errNotReady = errors.New("s2s: stream not ready")
 
@@ -72,11 +83,11 @@ var errNotReady = errors.New("s2s: stream not ready")
 // and write timeout, then flushes. What it writes must be whole stanzas
 // from our domain. A failed write ends the stream.
 func (o *Outbound) Write(write func(w *bufio.Writer) error) error {
-	select {
-	case <-o.ready:
-	default:
+	if !o.isReady() {
 		return errNotReady
 	}
+	o.writers.Add(1)
+	defer o.writers.Add(-1)
 	o.lastWrite.Store(time.Now().UnixNano())
 	if err := o.out.write(write); err != nil {
 		return fmt.Errorf("s2s: write to %s: %w", o.domain, err)

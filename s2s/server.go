@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -73,11 +74,17 @@ type Server struct {
 
 // domainState is what the server knows of one remote domain.
 type domainState struct {
-	out      *Outbound // live or being opened; nil if none
-	failures int       // failed attempts in a row
-	retryAt  time.Time // no attempt before
+	outs     []*Outbound // live or being opened, oldest first; none if empty
+	failures int         // failed attempts in a row
+	retryAt  time.Time   // no attempt before
 	lastErr  error
 }
+
+// maxStreamsPerDomain bounds the outbound streams to one remote domain. A
+// domain gets a second one (and so on) when every stream it has is being
+// written to at the moment another write wants one: a busy domain, for
+// instance several delivery batches to the same server at once.
+const maxStreamsPerDomain = 4
 
 // maxDomainStates bounds the domains remembered; beyond it those with no
 // stream and no backoff left are forgotten.
@@ -228,8 +235,11 @@ func (s *Server) Stream(ctx context.Context, domain string) (*Outbound, error) {
 	}
 }
 
-// outbound returns domain's outbound stream, starting one if there is
-// none and the domain is not backing off.
+// outbound returns one of domain's outbound streams, starting one if there
+// is none and the domain is not backing off. With several, it returns the
+// ready one with the fewest writes under way; when every one is being
+// written to, it starts another (up to maxStreamsPerDomain) for the writes
+// to come, and meanwhile returns the least busy.
 func (s *Server) outbound(domain string) (*Outbound, error) {
 	domain = strings.ToLower(domain)
 	if domain == s.cfg.Domain || domain == "" {
@@ -246,16 +256,52 @@ func (s *Server) outbound(domain string) (*Outbound, error) {
 		st = &domainState{}
 		s.domains[domain] = st
 	}
-	if st.out != nil {
-		return st.out, nil
+	if best := leastBusy(st.outs); best != nil {
+		if best.writers.Load() > 0 && len(st.outs) < maxStreamsPerDomain && !anyOpening(st.outs) && !time.Now().Before(st.retryAt) {
+			s.startOutbound(st, domain)
+		}
+		return best, nil
+	}
+	if len(st.outs) > 0 {
+		return st.outs[0], nil // none ready yet: the first will be
 	}
 	if now := time.Now(); now.Before(st.retryAt) {
 		return nil, &UnreachableError{Domain: domain, Until: st.retryAt, Err: st.lastErr}
 	}
+	return s.startOutbound(st, domain), nil
+}
+
+// startOutbound opens another stream to domain; s.mu is held.
+func (s *Server) startOutbound(st *domainState, domain string) *Outbound {
 	o := newOutbound(s, domain)
-	st.out = o
+	st.outs = append(st.outs, o)
 	s.wg.Go(func() { o.run(s.ctx) })
-	return o, nil
+	return o
+}
+
+// leastBusy is the ready stream of outs with the fewest writes under way,
+// or nil if none is ready.
+func leastBusy(outs []*Outbound) *Outbound {
+	var best *Outbound
+	for _, o := range outs {
+		if !o.isReady() {
+			continue
+		}
+		if best == nil || o.writers.Load() < best.writers.Load() {
+			best = o
+		}
+	}
+	return best
+}
+
+// anyOpening reports whether one of outs is still being negotiated.
+func anyOpening(outs []*Outbound) bool {
+	for _, o := range outs {
+		if !o.isReady() {
+			return true
+		}
+	}
+	return false
 }
 
 // prune forgets domains with nothing left to remember; s.mu is held.
@@ -265,7 +311,7 @@ func (s *Server) prune() {
 	}
 	now := time.Now()
 	for d, st := range s.domains {
-		if st.out == nil && now.After(st.retryAt) {
+		if len(st.outs) == 0 && now.After(st.retryAt) {
 			delete(s.domains, d)
 		}
 	}
@@ -280,8 +326,8 @@ func (s *Server) outboundEnded(o *Outbound, wasReady bool, err error) {
 	if st == nil {
 		return
 	}
-	if st.out == o {
-		st.out = nil
+	if i := slices.Index(st.outs, o); i >= 0 {
+		st.outs = slices.Delete(st.outs, i, i+1)
 	}
 	if wasReady {
 		st.failures, st.retryAt, st.lastErr = 0, time.Time{}, nil

@@ -465,3 +465,54 @@ func TestSRV(t *testing.T) {
 		t.Fatal("the SRV records were not asked for")
 	}
 }
+
+// TestBusyDomainGetsAnotherStream: while a write to a domain is under way
+// on its only stream, the next caller gets a second stream once it is
+// ready, and both carry stanzas to the peer.
+func TestBusyDomainGetsAnotherStream(t *testing.T) {
+	a, b := pair(t, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	first, err := a.srv.Stream(ctx, "b.test")
+	if err != nil {
+		t.Fatalf("Stream: %v", err)
+	}
+	// A write that holds the first stream until released.
+	inWrite, release := make(chan struct{}), make(chan struct{})
+	held := make(chan error, 1)
+	go func() {
+		held <- first.Write(func(w *bufio.Writer) error {
+			close(inWrite)
+			<-release
+			_, err := w.Write(message("alice@a.test", "bob@b.test", "held"))
+			return err
+		})
+	}()
+	<-inWrite
+	var second *s2s.Outbound
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		o, err := a.srv.Stream(ctx, "b.test")
+		if err == nil && o != first {
+			second = o
+			return true
+		}
+		return false
+	}, "no second stream to a domain whose only stream is busy")
+	writeMessage(t, second, "alice@a.test", "bob@b.test", "beside")
+	if got := b.rec.next(t, 5*time.Second); got.Body != "beside" {
+		t.Fatalf("b.test got %+v first, want the message written beside the held one", got)
+	}
+	close(release)
+	if err := <-held; err != nil {
+		t.Fatalf("held write: %v", err)
+	}
+	if got := b.rec.next(t, 5*time.Second); got.Body != "held" {
+		t.Fatalf("b.test got %+v, want the held message", got)
+	}
+	// Idle again: the least busy stream is one of the two, and no third
+	// is opened.
+	o, err := a.srv.Stream(ctx, "b.test")
+	if err != nil || (o != first && o != second) {
+		t.Fatalf("Stream when idle = %p, %v; want one of the two streams", o, err)
+	}
+}
