@@ -34,21 +34,11 @@ func startClusterSystem(t *testing.T) *clusterSystem {
 	t.Helper()
 	dir := t.TempDir()
 	cluster := testenv.StartNATSCluster(t, testenv.NATSClusterOptions{Token: clusterToken, Dir: dir})
-	logPath := filepath.Join(dir, "stack.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
+	nodeLogs := map[string]string{}
+	for _, n := range cluster.Nodes {
+		nodeLogs[n.Name] = n.Log
 	}
-	// Registered before the stack's cleanups, so it runs after them.
-	t.Cleanup(func() {
-		logf.Close()
-		if t.Failed() {
-			t.Logf("gateway and API log:\n%s", testenv.Tail(logPath))
-			for _, n := range cluster.Nodes {
-				t.Logf("%s log %s:\n%s", n.Name, n.Log, testenv.Tail(n.Log))
-			}
-		}
-	})
+	logf := stackLog(t, dir, nodeLogs)
 	srv := testenv.StartProsody(t, testenv.WithComponents(SinkDomain))
 	s := stack.StartStack(t, stack.Options{
 		XMPP: srv, LogLevel: "info", Log: logf,
@@ -202,3 +192,27 @@ func leaderKill(t *testing.T, stream string, n int) {
 type lazy func() any
 
 func (l lazy) String() string { return fmt.Sprint(l()) }
+
+// stackLog creates dir/stack.log for the logs of an in-process gateway and
+// API, closes it when the test ends, and if the test failed shows its tail
+// and those of the servers' logs (name → path). Call it before starting the
+// stack: its cleanup then runs after the stack's.
+func stackLog(t *testing.T, dir string, servers map[string]string) *os.File {
+	t.Helper()
+	path := filepath.Join(dir, "stack.log")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		f.Close()
+		if !t.Failed() {
+			return
+		}
+		t.Logf("gateway and API log:\n%s", testenv.Tail(path))
+		for name, log := range servers {
+			t.Logf("%s log %s:\n%s", name, log, testenv.Tail(log))
+		}
+	})
+	return f
+}

@@ -1,8 +1,6 @@
 package chaos
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -31,21 +29,11 @@ func TestRedisClusterMasterFailover(t *testing.T) {
 	const n = 5000
 	rc := testenv.StartRedisClusterWith(t, testenv.RedisClusterOptions{Masters: 3, Replicas: 1})
 	dir := t.TempDir()
-	logPath := filepath.Join(dir, "stack.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
+	nodeLogs := map[string]string{}
+	for _, nd := range rc.Nodes {
+		nodeLogs["redis "+nd.Addr] = nd.Log
 	}
-	// Registered before the stack's cleanups, so it runs after them.
-	t.Cleanup(func() {
-		logf.Close()
-		if t.Failed() {
-			t.Logf("gateway and API log:\n%s", testenv.Tail(logPath))
-			for _, nd := range rc.Nodes {
-				t.Logf("redis %s log %s:\n%s", nd.Addr, nd.Log, testenv.Tail(nd.Log))
-			}
-		}
-	})
+	logf := stackLog(t, dir, nodeLogs)
 	srv := testenv.StartProsody(t, testenv.WithComponents(SinkDomain))
 	s := stack.StartStack(t, stack.Options{
 		XMPP: srv, LogLevel: "info", Log: logf, RedisCluster: rc,
