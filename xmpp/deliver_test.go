@@ -45,6 +45,14 @@ func startComponent(t testing.TB, ep *endpoint, configure func(*Config), opts ..
 	if err != nil {
 		t.Fatal(err)
 	}
+	runUntilCleanup(t, c)
+	return c
+}
+
+// runUntilCleanup runs c until the test ends and waits until it is
+// connected.
+func runUntilCleanup(t testing.TB, c *Component) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
@@ -55,7 +63,6 @@ func startComponent(t testing.TB, ep *endpoint, configure func(*Config), opts ..
 		}
 	})
 	waitReady(t, c)
-	return c
 }
 
 func waitReady(t testing.TB, c *Component) {

@@ -128,16 +128,7 @@ func startS2SComponent(t *testing.T) (*Component, *s2sStore, *remotePeer) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	waitReady(t, c)
+	runUntilCleanup(t, c)
 	return c, store, peer
 }
 
