@@ -116,8 +116,10 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		stopLn := context.AfterFunc(ctx, func() { _ = ln.Close() })
-		defer stopLn()
+		// Closed on the way out, before wg.Wait, so that Accept returns.
+		// (A context.AfterFunc cancelled by a deferred stop could lose
+		// the race with the ctx it waits for, and the wait would hang.)
+		defer ln.Close()
 		wg.Go(func() {
 			for {
 				conn, err := ln.Accept()
